@@ -1,0 +1,46 @@
+# MLC Graph: `make run` serves with demo data, `make test` runs every check CI runs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+.PHONY: install run test lint typecheck pytest schema bench bench-quick assets clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded,load]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+assets: $(STAMP)
+	$(BIN)/python -m mlc_graph.assets
+
+run: $(STAMP) assets
+	$(BIN)/python -m mlc_graph.devserver
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP) assets
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+schema: $(STAMP)
+	$(BIN)/mlc-graph export-schema > schema.graphql
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --full
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,77 @@
+"""Assignments: by id, and each student's assignments as keyset pages (soonest due first)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from loaders.base import by_id
+from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_by_parent
+from mlc_graph.db import Executor
+
+_COLUMNS = "id, org_id, student_id, game_id, teacher_id, status, due_date, created_at, completed_at"
+
+SELECT_ASSIGNMENTS_BY_IDS = f"SELECT {_COLUMNS} FROM assignments WHERE id = ANY($1::bigint[])"  # noqa: S608
+
+_PAGE = f"""
+SELECT a.* FROM unnest($1::bigint[]) AS p(student_id)
+CROSS JOIN LATERAL (
+    SELECT {_COLUMNS} FROM assignments
+    WHERE student_id = p.student_id {{status}} {{after}}
+    ORDER BY due_date, id
+    LIMIT $2
+) a
+"""  # noqa: S608
+_AFTER_NO_STATUS = "AND (due_date, id) > ($3::date, $4::bigint)"
+_AFTER_WITH_STATUS = "AND (due_date, id) > ($4::date, $5::bigint)"
+SELECT_ASSIGNMENT_PAGES = _PAGE.format(status="", after="")
+SELECT_ASSIGNMENT_PAGES_AFTER = _PAGE.format(status="", after=_AFTER_NO_STATUS)
+SELECT_ASSIGNMENT_PAGES_BY_STATUS = _PAGE.format(status="AND status = $3::text", after="")
+SELECT_ASSIGNMENT_PAGES_BY_STATUS_AFTER = _PAGE.format(status="AND status = $3::text", after=_AFTER_WITH_STATUS)
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentRow:
+    id: int
+    org_id: int
+    student_id: int
+    game_id: int
+    teacher_id: int | None
+    status: str
+    due_date: date
+    created_at: datetime
+    completed_at: datetime | None
+
+    @property
+    def keyset(self) -> tuple[date, int]:
+        return (self.due_date, self.id)
+
+
+async def fetch_assignments_by_ids(db: Executor, ids: Sequence[int]) -> list[AssignmentRow | None]:
+    rows = await db.fetch(SELECT_ASSIGNMENTS_BY_IDS, list(ids))
+    return by_id([AssignmentRow(**r) for r in rows], ids)
+
+
+async def fetch_assignment_pages_by_students(
+    db: Executor, keys: Sequence[tuple[int, PageArgs]]
+) -> list[Page[AssignmentRow]]:
+    """PageArgs.filter is the status (lower-case) or None for every status."""
+    found: dict[tuple[int, PageArgs], Page[AssignmentRow]] = {}
+    for args, student_ids in group_by_args(keys).items():
+        limit = args.first + 1
+        if args.filter is None:
+            if args.after is None:
+                rows = await db.fetch(SELECT_ASSIGNMENT_PAGES, student_ids, limit)
+            else:
+                rows = await db.fetch(SELECT_ASSIGNMENT_PAGES_AFTER, student_ids, limit, *args.after)
+        elif args.after is None:
+            rows = await db.fetch(SELECT_ASSIGNMENT_PAGES_BY_STATUS, student_ids, limit, args.filter)
+        else:
+            rows = await db.fetch(
+                SELECT_ASSIGNMENT_PAGES_BY_STATUS_AFTER, student_ids, limit, args.filter, *args.after
+            )
+        pages = pages_by_parent([AssignmentRow(**r) for r in rows], lambda a: a.student_id, args.first)
+        for student_id in student_ids:
+            found[(student_id, args)] = pages.get(student_id, EMPTY_PAGE)
+    return [found[key] for key in keys]

@@ -1,0 +1,36 @@
+"""The DataLoader base every loader builds on: bound to one request's executor, no cross-request cache."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, TypeVar
+
+from aiodataloader import DataLoader
+
+from mlc_graph.db import Executor
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+BatchFn = Callable[[Executor, Sequence[K]], Awaitable[Sequence[V]]]
+
+
+class Loader(DataLoader[K, V]):
+    """A DataLoader whose batch function receives the request's executor.
+
+    The batch function must return exactly one value per key, in key order.
+    """
+
+    def __init__(self, db: Executor, batch: BatchFn[K, V]) -> None:
+        self._db = db
+        self._batch = batch
+        super().__init__()
+
+    async def batch_load_fn(self, keys: list[K]) -> list[V]:  # type: ignore[override]
+        return list(await self._batch(self._db, keys))
+
+
+def by_id(rows: Sequence[Any], keys: Sequence[int]) -> list[Any]:
+    """Order rows (each with .id) to match keys; None where a key has no row."""
+    found = {row.id: row for row in rows}
+    return [found.get(key) for key in keys]

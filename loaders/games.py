@@ -1,0 +1,174 @@
+"""The shared game catalogue: games, categories and levels; the live library as keyset pages."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from loaders.base import by_id
+from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_by_parent
+from mlc_graph.db import Executor
+
+_COLUMNS = (
+    "id, title, description, category_id, level_id, difficulty, status, thumbnail_url, "
+    "min_score, max_score, created_at"
+)
+
+SELECT_GAMES_BY_IDS = f"SELECT {_COLUMNS} FROM games WHERE id = ANY($1::bigint[])"  # noqa: S608
+SELECT_CATEGORIES_BY_IDS = "SELECT id, name, description FROM categories WHERE id = ANY($1::bigint[])"
+SELECT_ALL_CATEGORIES = "SELECT id, name, description FROM categories ORDER BY name, id"
+SELECT_LEVELS_BY_IDS = "SELECT id, name, position FROM levels WHERE id = ANY($1::bigint[])"
+
+# The library: live games newest first. Optional filters are AND-ed; NULL means "any".
+# Separate statements per filter shape keep each one on its partial index.
+_LIBRARY = f"""
+SELECT {_COLUMNS} FROM games
+WHERE status = 'live' {{filters}} {{after}}
+ORDER BY created_at DESC, id DESC
+LIMIT $1
+"""  # noqa: S608
+_AFTER_LIBRARY = "AND (created_at, id) < ($2::timestamptz, $3::bigint)"
+
+_CATEGORY_PAGE = f"""
+SELECT g.* FROM unnest($1::bigint[]) AS p(category_id)
+CROSS JOIN LATERAL (
+    SELECT {_COLUMNS} FROM games
+    WHERE status = 'live' AND category_id = p.category_id {{after}}
+    ORDER BY created_at DESC, id DESC
+    LIMIT $2
+) g
+"""  # noqa: S608
+SELECT_GAME_PAGES_BY_CATEGORIES = _CATEGORY_PAGE.format(after="")
+SELECT_GAME_PAGES_BY_CATEGORIES_AFTER = _CATEGORY_PAGE.format(
+    after="AND (created_at, id) < ($3::timestamptz, $4::bigint)"
+)
+COUNT_LIVE_GAMES_BY_CATEGORIES = """
+SELECT category_id, count(*) AS n FROM games
+WHERE status = 'live' AND category_id = ANY($1::bigint[]) GROUP BY category_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class GameRow:
+    id: int
+    title: str
+    description: str
+    category_id: int
+    level_id: int
+    difficulty: str
+    status: str
+    thumbnail_url: str | None
+    min_score: int
+    max_score: int
+    created_at: datetime
+
+    @property
+    def keyset(self) -> tuple[datetime, int]:
+        return (self.created_at, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryRow:
+    id: int
+    name: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class LevelRow:
+    id: int
+    name: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class GameFilterArgs:
+    category_id: int | None = None
+    level_id: int | None = None
+    difficulty: str | None = None
+
+
+_FILTER_COLUMNS = ("category_id", "level_id", "difficulty")
+
+
+def _build_library_sql(present: tuple[bool, bool, bool], with_after: bool) -> str:
+    clauses: list[str] = []
+    param = 4 if with_after else 2
+    for column, on in zip(_FILTER_COLUMNS, present, strict=True):
+        if on:
+            cast = "text" if column == "difficulty" else "bigint"
+            clauses.append(f"AND {column} = ${param}::{cast}")
+            param += 1
+    return _LIBRARY.format(filters=" ".join(clauses), after=_AFTER_LIBRARY if with_after else "")
+
+
+# Every filter shape's statement, built once at import from constant fragments (no values inside).
+LIBRARY_STATEMENTS: dict[tuple[tuple[bool, bool, bool], bool], str] = {
+    ((c, lv, d), after): _build_library_sql((c, lv, d), after)
+    for c in (False, True)
+    for lv in (False, True)
+    for d in (False, True)
+    for after in (False, True)
+}
+
+
+async def fetch_games_by_ids(db: Executor, ids: Sequence[int]) -> list[GameRow | None]:
+    rows = await db.fetch(SELECT_GAMES_BY_IDS, list(ids))
+    return by_id([GameRow(**r) for r in rows], ids)
+
+
+async def fetch_categories_by_ids(db: Executor, ids: Sequence[int]) -> list[CategoryRow | None]:
+    rows = await db.fetch(SELECT_CATEGORIES_BY_IDS, list(ids))
+    return by_id([CategoryRow(**r) for r in rows], ids)
+
+
+async def fetch_all_categories(db: Executor) -> list[CategoryRow]:
+    return [CategoryRow(**r) for r in await db.fetch(SELECT_ALL_CATEGORIES)]
+
+
+async def fetch_levels_by_ids(db: Executor, ids: Sequence[int]) -> list[LevelRow | None]:
+    rows = await db.fetch(SELECT_LEVELS_BY_IDS, list(ids))
+    return by_id([LevelRow(**r) for r in rows], ids)
+
+
+async def fetch_library_pages(
+    db: Executor, keys: Sequence[tuple[Hashable, PageArgs]]
+) -> list[Page[GameRow]]:
+    """One page of the live library per key; the key's PageArgs.filter is a GameFilterArgs."""
+    pages: list[Page[GameRow]] = []
+    for _, args in keys:
+        filters = args.filter if isinstance(args.filter, GameFilterArgs) else GameFilterArgs()
+        values = [getattr(filters, column) for column in _FILTER_COLUMNS]
+        present = (values[0] is not None, values[1] is not None, values[2] is not None)
+        sql = LIBRARY_STATEMENTS[(present, args.after is not None)]
+        params: list[object] = [args.first + 1]
+        if args.after is not None:
+            params.extend(args.after)
+        params.extend(v for v in values if v is not None)
+        rows = [GameRow(**r) for r in await db.fetch(sql, *params)]
+        pages.append(Page(tuple(rows[: args.first]), len(rows) > args.first))
+    return pages
+
+
+async def fetch_game_pages_by_categories(
+    db: Executor, keys: Sequence[tuple[int, PageArgs]]
+) -> list[Page[GameRow]]:
+    found: dict[tuple[int, PageArgs], Page[GameRow]] = {}
+    for args, category_ids in group_by_args(keys).items():
+        if args.after is None:
+            rows = await db.fetch(SELECT_GAME_PAGES_BY_CATEGORIES, category_ids, args.first + 1)
+        else:
+            rows = await db.fetch(
+                SELECT_GAME_PAGES_BY_CATEGORIES_AFTER, category_ids, args.first + 1, *args.after
+            )
+        pages = pages_by_parent([GameRow(**r) for r in rows], lambda g: g.category_id, args.first)
+        for category_id in category_ids:
+            found[(category_id, args)] = pages.get(category_id, EMPTY_PAGE)
+    return [found[key] for key in keys]
+
+
+async def count_live_games_by_categories(db: Executor, category_ids: Sequence[int]) -> list[int]:
+    rows = await db.fetch(COUNT_LIVE_GAMES_BY_CATEGORIES, list(category_ids))
+    counts = {r["category_id"]: r["n"] for r in rows}
+    return [counts.get(c, 0) for c in category_ids]

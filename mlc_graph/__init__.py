@@ -1,0 +1,1 @@
+"""MLC Graph: the GraphQL API server of the MLC music-education platform."""

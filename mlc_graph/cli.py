@@ -1,0 +1,117 @@
+"""`mlc-graph` command line: serve, migrate, seed, token, export-schema and the operational commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import asyncpg
+
+from mlc_graph.auth import Role, issue_token
+from mlc_graph.config import ConfigError, Settings
+from mlc_graph.migrate import ensure_score_partitions, migrate
+
+
+async def _migrate(settings: Settings) -> list[str]:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()
+
+
+async def _maintain(settings: Settings, ahead: int) -> list[str]:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return await ensure_score_partitions(conn, ahead=ahead)
+    finally:
+        await conn.close()
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    applied = asyncio.run(_migrate(settings))
+    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    return 0
+
+
+def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
+    created = asyncio.run(_maintain(settings, args.ahead))
+    print("created partitions: " + ", ".join(created) if created else "all partitions present")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    role = Role(args.role.upper())
+    print(issue_token(settings.jwt_secret, role, args.id, args.org, ttl_seconds=args.ttl, session_id=args.sid))
+    return 0
+
+
+def cmd_export_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from resolvers.schema import schema_sdl
+
+    sys.stdout.write(schema_sdl())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from mlc_graph.server import serve
+
+    return serve(settings, host=args.host, port=args.port, workers=args.workers)
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from mlc_graph.seed import seed_command
+
+    return seed_command(settings, scale=args.scale, reset=args.reset)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlc-graph", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve GraphQL over HTTP and WebSocket")
+    serve.add_argument("--host", default=None, help="bind address (default HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default PORT or 8000)")
+    serve.add_argument("--workers", type=int, default=None, help="processes (default 1; CPU count in production)")
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(func=cmd_migrate)
+
+    maintain = sub.add_parser("maintain", help="create future monthly partitions of scores")
+    maintain.add_argument("--ahead", type=int, default=3, help="months ahead to create (default 3)")
+    maintain.set_defaults(func=cmd_maintain)
+
+    seed = sub.add_parser("seed", help="load deterministic demo or district-scale data")
+    seed.add_argument("--scale", choices=["demo", "district"], default="demo")
+    seed.add_argument("--reset", action="store_true", help="empty the tables first")
+    seed.set_defaults(func=cmd_seed)
+
+    token = sub.add_parser("token", help="mint a JWT for GraphiQL or curl")
+    token.add_argument("--role", choices=["student", "teacher", "admin"], required=True)
+    token.add_argument("--id", type=int, required=True, help="student id (student) or teacher id")
+    token.add_argument("--org", type=int, default=1, help="organization id (default 1)")
+    token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    token.add_argument("--sid", default=None, help="session id (default: a new one)")
+    token.set_defaults(func=cmd_token)
+
+    sub.add_parser("export-schema", help="print the schema SDL (schema.graphql)").set_defaults(
+        func=cmd_export_schema
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    code: int = args.func(args, settings)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

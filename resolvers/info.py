@@ -1,0 +1,11 @@
+"""The typed Info every resolver takes."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import strawberry
+
+from mlc_graph.context import Context
+
+Info: TypeAlias = strawberry.Info[Context, None]

@@ -1,0 +1,146 @@
+"""Relay plumbing: opaque global ids, the Node interface, connections with keyset cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import orjson
+import strawberry
+
+from loaders.pagination import MAX_PAGE_SIZE, Page, PageArgs
+from mlc_graph.errors import BadUserInputError, NotFoundError
+
+T = TypeVar("T")
+
+
+def encode_global_id(type_name: str, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
+
+
+def decode_global_id(value: str) -> tuple[str, int]:
+    """(type name, primary key); a malformed id reads as not found, like an id that does not exist."""
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        type_name, _, raw_pk = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
+        return type_name, int(raw_pk)
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise NotFoundError(f"No node with id {value!r}") from exc
+
+
+def expect_global_id(value: str, type_name: str) -> int:
+    """The primary key of an id that must name a `type_name`."""
+    found_type, pk = decode_global_id(value)
+    if found_type != type_name:
+        raise NotFoundError(f"No {type_name} with id {value!r}")
+    return pk
+
+
+def _cursor_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def encode_cursor(keyset: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(keyset), default=_cursor_default)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kinds: Sequence[type]) -> tuple[Any, ...]:
+    """The keyset behind a cursor, each part checked and converted to the kind the query sorts on."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(parts, list) or len(parts) != len(kinds):
+            raise ValueError("wrong shape")
+        values: list[Any] = []
+        for kind, part in zip(kinds, parts, strict=True):
+            if kind is dt.datetime:
+                values.append(dt.datetime.fromisoformat(part))
+            elif kind is dt.date:
+                values.append(dt.date.fromisoformat(part))
+            elif kind is int:
+                if not isinstance(part, int):
+                    raise ValueError("not an int")
+                values.append(part)
+            else:
+                if not isinstance(part, str):
+                    raise ValueError("not a string")
+                values.append(part)
+        return tuple(values)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise BadUserInputError(f"Invalid cursor {cursor!r}", argument="after") from exc
+
+
+def page_args(first: int, after: str | None, kinds: Sequence[type], filter_: Any = None) -> PageArgs:
+    """Validate `first`/`after` the same way for every connection."""
+    if first < 0:
+        raise BadUserInputError("'first' must not be negative", argument="first")
+    if first > MAX_PAGE_SIZE:
+        raise BadUserInputError(
+            f"'first' must be at most {MAX_PAGE_SIZE}, got {first}", argument="first", maximum=MAX_PAGE_SIZE
+        )
+    return PageArgs(first, decode_cursor(after, kinds) if after else None, filter_)
+
+
+@strawberry.interface(description="An object with a globally unique, opaque id.")
+class Node:
+    id: strawberry.ID = strawberry.field(
+        description="The global id: pass it to Query.node to fetch this object again."
+    )
+
+
+def global_id_field(type_name: str) -> Any:
+    """The `id` field of a Node type whose rows carry an integer `id`."""
+
+    def resolve_id(root: Any) -> strawberry.ID:
+        return strawberry.ID(encode_global_id(type_name, root.id))
+
+    return strawberry.field(
+        resolver=resolve_id, description="The global id: pass it to Query.node to fetch this object again."
+    )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    _count: strawberry.Private[Callable[[], Awaitable[int]] | None] = None
+
+    @strawberry.field(description="How many items the whole list has (all pages).")
+    async def total_count(self) -> int:
+        if self._count is None:
+            return len(self.edges)
+        return await self._count()
+
+
+def connection_from_page(
+    page: Page[Any],
+    has_previous: bool,
+    count: Callable[[], Awaitable[int]] | None = None,
+) -> Connection[Any]:
+    edges = [Edge(cursor=encode_cursor(row.keyset), node=row) for row in page.rows]
+    info = PageInfo(
+        has_next_page=page.has_next,
+        has_previous_page=has_previous,
+        start_cursor=edges[0].cursor if edges else None,
+        end_cursor=edges[-1].cursor if edges else None,
+    )
+    return Connection(edges=edges, page_info=info, _count=count)

@@ -1,0 +1,87 @@
+"""Shared fixtures: one fresh, migrated database per test run (dropped at the end), emptied between tests."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from mlc_graph.config import PoolSettings
+from mlc_graph.db import Executor, QueryStats, create_pool
+from mlc_graph.migrate import migrate
+
+ADMIN_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+TENANT_TABLES = (
+    "student_badges, badges, best_scores, scores, assignments, games, levels, categories, "
+    "students, teachers, organizations"
+)
+
+
+def _url_for(dbname: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def database_name() -> Iterator[str]:
+    """A uniquely named database for this run: created here, dropped when the run ends."""
+    import asyncio
+
+    name = f"mlc_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(ADMIN_URL)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(_url_for(name))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(ADMIN_URL)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    yield name
+    asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+def database_url(database_name: str) -> str:
+    return _url_for(database_name)
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, PoolSettings(min_size=1, max_size=10))
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def clean_db(pool: asyncpg.Pool) -> asyncpg.Pool:
+    """Empty every table (and restart ids) so each test starts from nothing it did not write."""
+    await pool.execute(f"TRUNCATE {TENANT_TABLES} RESTART IDENTITY CASCADE")  # noqa: S608
+    return pool
+
+
+@pytest.fixture
+def stats() -> QueryStats:
+    return QueryStats(keep_texts=True)
+
+
+@pytest.fixture
+def executor(clean_db: asyncpg.Pool, stats: QueryStats) -> Executor:
+    return Executor(clean_db, stats)
