@@ -10,6 +10,7 @@ from mlc_graph.auth import Principal
 from mlc_graph.config import Settings
 from mlc_graph.db import Executor, QueryStats
 from mlc_graph.errors import UnauthenticatedError
+from mlc_graph.events import EventBus
 
 
 @dataclass(slots=True)
@@ -26,6 +27,7 @@ class Context:
     # Services that the app factory registered (Redis, leaderboards, rate limiter, pubsub, ...),
     # keyed by name so the GraphQL layer stays free of aiohttp imports.
     services: dict[str, Any] = field(default_factory=dict)
+    events: EventBus = field(default_factory=EventBus)
 
     @property
     def viewer(self) -> Principal:
@@ -41,6 +43,7 @@ def make_context(
     principal: Principal | None,
     request_id: str = "",
     services: dict[str, Any] | None = None,
+    events: EventBus | None = None,
 ) -> Context:
     return Context(
         settings=settings,
@@ -50,4 +53,5 @@ def make_context(
         principal=principal,
         request_id=request_id,
         services=services if services is not None else {},
+        events=events if events is not None else EventBus(),
     )
