@@ -28,7 +28,9 @@ _AFTER_WITH_STATUS = "AND (due_date, id) > ($4::date, $5::bigint)"
 SELECT_ASSIGNMENT_PAGES = _PAGE.format(status="", after="")
 SELECT_ASSIGNMENT_PAGES_AFTER = _PAGE.format(status="", after=_AFTER_NO_STATUS)
 SELECT_ASSIGNMENT_PAGES_BY_STATUS = _PAGE.format(status="AND status = $3::text", after="")
-SELECT_ASSIGNMENT_PAGES_BY_STATUS_AFTER = _PAGE.format(status="AND status = $3::text", after=_AFTER_WITH_STATUS)
+SELECT_ASSIGNMENT_PAGES_BY_STATUS_AFTER = _PAGE.format(
+    status="AND status = $3::text", after=_AFTER_WITH_STATUS
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ class Loader(DataLoader[K, V]):
         self._batch = batch
         super().__init__()
 
-    async def batch_load_fn(self, keys: list[K]) -> list[V]:  # type: ignore[override]
+    async def batch_load_fn(self, keys: list[K]) -> list[V]:
         return list(await self._batch(self._db, keys))
 
 

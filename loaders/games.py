@@ -132,9 +132,7 @@ async def fetch_levels_by_ids(db: Executor, ids: Sequence[int]) -> list[LevelRow
     return by_id([LevelRow(**r) for r in rows], ids)
 
 
-async def fetch_library_pages(
-    db: Executor, keys: Sequence[tuple[Hashable, PageArgs]]
-) -> list[Page[GameRow]]:
+async def fetch_library_pages(db: Executor, keys: Sequence[tuple[Hashable, PageArgs]]) -> list[Page[GameRow]]:
     """One page of the live library per key; the key's PageArgs.filter is a GameFilterArgs."""
     pages: list[Page[GameRow]] = []
     for _, args in keys:

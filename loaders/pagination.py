@@ -36,16 +36,12 @@ def group_by_args(keys: Sequence[tuple[int, PageArgs]]) -> dict[PageArgs, list[i
     return groups
 
 
-def pages_by_parent(
-    rows: Sequence[R], parent_of: Callable[[R], int], first: int
-) -> dict[int, Page[R]]:
+def pages_by_parent(rows: Sequence[R], parent_of: Callable[[R], int], first: int) -> dict[int, Page[R]]:
     """Split rows (already ordered per parent, each parent at most first + 1) into pages."""
     buckets: dict[int, list[R]] = defaultdict(list)
     for row in rows:
         buckets[parent_of(row)].append(row)
-    return {
-        parent: Page(tuple(items[:first]), len(items) > first) for parent, items in buckets.items()
-    }
+    return {parent: Page(tuple(items[:first]), len(items) > first) for parent, items in buckets.items()}
 
 
 EMPTY_PAGE: Page[Any] = Page((), False)

@@ -43,13 +43,24 @@ async def fetch_class_progress(db: Executor, teacher_id: int) -> list[StudentPro
     progress: list[StudentProgressRow] = []
     for r in rows:
         student = StudentRow(
-            r["id"], r["org_id"], r["teacher_id"], r["first_name"], r["last_name"], r["username"],
-            r["avatar_url"], r["status"], r["last_active_at"], r["created_at"],
+            r["id"],
+            r["org_id"],
+            r["teacher_id"],
+            r["first_name"],
+            r["last_name"],
+            r["username"],
+            r["avatar_url"],
+            r["status"],
+            r["last_active_at"],
+            r["created_at"],
         )
         moments = [m for m in (r["last_active_at"], r["last_score_at"]) if m is not None]
         progress.append(
             StudentProgressRow(
-                student, r["assignments_total"], r["assignments_completed"], r["average_score"],
+                student,
+                r["assignments_total"],
+                r["assignments_completed"],
+                r["average_score"],
                 max(moments) if moments else None,
             )
         )

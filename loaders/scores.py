@@ -71,16 +71,16 @@ async def fetch_score_pages_by_students(
         elif args.after is None:
             rows = await db.fetch(SELECT_SCORE_PAGES_BY_GAME, student_ids, limit, args.filter)
         else:
-            rows = await db.fetch(SELECT_SCORE_PAGES_BY_GAME_AFTER, student_ids, limit, args.filter, *args.after)
+            rows = await db.fetch(
+                SELECT_SCORE_PAGES_BY_GAME_AFTER, student_ids, limit, args.filter, *args.after
+            )
         pages = pages_by_parent([ScoreRow(**r) for r in rows], lambda s: s.student_id, args.first)
         for student_id in student_ids:
             found[(student_id, args)] = pages.get(student_id, EMPTY_PAGE)
     return [found[key] for key in keys]
 
 
-async def fetch_best_scores(
-    db: Executor, keys: Sequence[tuple[int, int]]
-) -> list[BestScoreRow | None]:
+async def fetch_best_scores(db: Executor, keys: Sequence[tuple[int, int]]) -> list[BestScoreRow | None]:
     """Best challenge score per (student_id, game_id) key; None where the student has none."""
     rows = await db.fetch(SELECT_BEST_SCORES, [k[0] for k in keys], [k[1] for k in keys])
     found = {(r["student_id"], r["game_id"]): BestScoreRow(**r) for r in rows}

@@ -11,7 +11,9 @@ from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_
 from mlc_graph.db import Executor
 
 # password_hash and email are never selected: they cannot leak through any resolver.
-_COLUMNS = "id, org_id, teacher_id, first_name, last_name, username, avatar_url, status, last_active_at, created_at"
+_COLUMNS = (
+    "id, org_id, teacher_id, first_name, last_name, username, avatar_url, status, last_active_at, created_at"
+)
 
 SELECT_STUDENTS_BY_IDS = f"SELECT {_COLUMNS} FROM students WHERE id = ANY($1::bigint[])"  # noqa: S608
 

@@ -26,7 +26,9 @@ SELECT_TEACHER_PAGES_BY_ORGS = _PAGE.format(after="")
 SELECT_TEACHER_PAGES_BY_ORGS_AFTER = _PAGE.format(
     after="AND (last_name, first_name, id) > ($3::text, $4::text, $5::bigint)"
 )
-COUNT_TEACHERS_BY_ORGS = "SELECT org_id, count(*) AS n FROM teachers WHERE org_id = ANY($1::bigint[]) GROUP BY org_id"
+COUNT_TEACHERS_BY_ORGS = (
+    "SELECT org_id, count(*) AS n FROM teachers WHERE org_id = ANY($1::bigint[]) GROUP BY org_id"
+)
 
 
 @dataclass(frozen=True, slots=True)

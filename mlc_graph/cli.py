@@ -44,7 +44,9 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     role = Role(args.role.upper())
-    print(issue_token(settings.jwt_secret, role, args.id, args.org, ttl_seconds=args.ttl, session_id=args.sid))
+    print(
+        issue_token(settings.jwt_secret, role, args.id, args.org, ttl_seconds=args.ttl, session_id=args.sid)
+    )
     return 0
 
 
@@ -74,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve GraphQL over HTTP and WebSocket")
     serve.add_argument("--host", default=None, help="bind address (default HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default PORT or 8000)")
-    serve.add_argument("--workers", type=int, default=None, help="processes (default 1; CPU count in production)")
+    serve.add_argument(
+        "--workers", type=int, default=None, help="processes (default 1; CPU count in production)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(func=cmd_migrate)

@@ -78,9 +78,20 @@ class Settings:
     document_cache_size: int = 1024
     slow_query_ms: float = 1000.0
     session_idle_seconds: int = 900
+    # Real time (issue 5): JSON tier overrides for support/tests, the Redis key namespace shared by
+    # every instance, per-connection subscription cap, and the per-board update coalescing interval.
+    tier_overrides: str = ""
+    redis_prefix: str = "mlc:"
+    max_subscriptions_per_connection: int = 10
+    leaderboard_coalesce_ms: int = 250
     trusted_documents_only: bool = False
     metrics_token: str | None = None
     debug_sql_count: bool = True
+    # Serving (docs/HTTP.md): processes (0 = 1, or the CPU count in production), the bound on finishing
+    # in-flight requests after SIGTERM, and the access log (off: it costs throughput; proxies log anyway).
+    workers: int = 0
+    shutdown_timeout: float = 10.0
+    access_log: bool = False
 
     @property
     def production(self) -> bool:
@@ -126,7 +137,14 @@ class Settings:
             document_cache_size=_int(env, "MLC_DOCUMENT_CACHE_SIZE", 1024),
             slow_query_ms=_float(env, "MLC_SLOW_QUERY_MS", 1000.0),
             session_idle_seconds=_int(env, "MLC_SESSION_IDLE_SECONDS", 900),
+            tier_overrides=env.get("MLC_TIER_OVERRIDES", ""),
+            redis_prefix=env.get("MLC_REDIS_PREFIX") or "mlc:",
+            max_subscriptions_per_connection=_int(env, "MLC_MAX_SUBSCRIPTIONS", 10),
+            leaderboard_coalesce_ms=_int(env, "MLC_LEADERBOARD_COALESCE_MS", 250),
             trusted_documents_only=_bool(env, "MLC_TRUSTED_DOCUMENTS", False),
             metrics_token=env.get("MLC_METRICS_TOKEN") or None,
             debug_sql_count=_bool(env, "MLC_DEBUG_SQL_COUNT", mode != "production"),
+            workers=_int(env, "MLC_WORKERS", 0),
+            shutdown_timeout=_float(env, "MLC_SHUTDOWN_TIMEOUT", 10.0),
+            access_log=_bool(env, "MLC_ACCESS_LOG", False),
         )

@@ -84,7 +84,7 @@ def _month_start(year: int, month: int) -> date:
 
 
 def partition_months(today: date, back: int = 24, ahead: int = 3) -> list[date]:
-    """First days of the months that must have a scores partition: `back` months of history, `ahead` future."""
+    """First days of the months that need a scores partition: `back` months of history, `ahead` future."""
     return [_month_start(today.year, today.month + offset) for offset in range(-back, ahead + 1)]
 
 
@@ -102,7 +102,7 @@ async def ensure_score_partitions(
         end = _month_start(start.year, start.month + 1)
         # DDL takes no bind parameters; the name and bounds are generated from dates above, never input.
         await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF scores "  # noqa: S608
+            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF scores "
             f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
         )
         created.append(name)

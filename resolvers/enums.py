@@ -8,54 +8,54 @@ import strawberry
 
 
 @strawberry.enum
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     STUDENT = "STUDENT"
     TEACHER = "TEACHER"
     ADMIN = "ADMIN"
 
 
 @strawberry.enum
-class Tier(str, enum.Enum):
+class Tier(enum.StrEnum):
     PRELUDE = "PRELUDE"
     SOLO = "SOLO"
     ENSEMBLE = "ENSEMBLE"
 
 
 @strawberry.enum
-class StudentStatus(str, enum.Enum):
+class StudentStatus(enum.StrEnum):
     ACTIVE = "active"
     INACTIVE = "inactive"
 
 
 @strawberry.enum
-class GameStatus(str, enum.Enum):
+class GameStatus(enum.StrEnum):
     LIVE = "live"
     DRAFT = "draft"
     RETIRED = "retired"
 
 
 @strawberry.enum
-class Difficulty(str, enum.Enum):
+class Difficulty(enum.StrEnum):
     BEGINNER = "BEGINNER"
     INTERMEDIATE = "INTERMEDIATE"
     ADVANCED = "ADVANCED"
 
 
 @strawberry.enum
-class AssignmentStatus(str, enum.Enum):
+class AssignmentStatus(enum.StrEnum):
     ACTIVE = "active"
     COMPLETED = "completed"
     ARCHIVED = "archived"
 
 
 @strawberry.enum
-class ScoreStage(str, enum.Enum):
+class ScoreStage(enum.StrEnum):
     PRACTICE = "practice"
     CHALLENGE = "challenge"
 
 
 @strawberry.enum
-class LeaderboardScope(str, enum.Enum):
+class LeaderboardScope(enum.StrEnum):
     CLASS = "CLASS"
     ORGANIZATION = "ORGANIZATION"
     GLOBAL = "GLOBAL"

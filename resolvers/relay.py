@@ -75,8 +75,12 @@ def decode_cursor(cursor: str, kinds: Sequence[type]) -> tuple[Any, ...]:
         raise BadUserInputError(f"Invalid cursor {cursor!r}", argument="after") from exc
 
 
-def page_args(first: int, after: str | None, kinds: Sequence[type], filter_: Any = None) -> PageArgs:
-    """Validate `first`/`after` the same way for every connection."""
+def page_args(
+    first: int | None, after: str | None, kinds: Sequence[type], filter_: Any = None, default: int = 20
+) -> PageArgs:
+    """Validate `first`/`after` the same way for every connection; a null `first` means the default."""
+    if first is None:
+        first = default
     if first < 0:
         raise BadUserInputError("'first' must not be negative", argument="first")
     if first > MAX_PAGE_SIZE:
@@ -118,17 +122,18 @@ class Edge(Generic[T]):
     node: T
 
 
+async def resolve_total_count(root: Connection[Any]) -> int:
+    return len(root.edges) if root._count is None else await root._count()
+
+
 @strawberry.type
 class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo
     _count: strawberry.Private[Callable[[], Awaitable[int]] | None] = None
-
-    @strawberry.field(description="How many items the whole list has (all pages).")
-    async def total_count(self) -> int:
-        if self._count is None:
-            return len(self.edges)
-        return await self._count()
+    total_count: int = strawberry.field(
+        resolver=resolve_total_count, description="How many items the whole list has (all pages)."
+    )
 
 
 def connection_from_page(

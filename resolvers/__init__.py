@@ -1,0 +1,1 @@
+"""The GraphQL layer: Strawberry types and root resolvers, one module per domain."""

@@ -1,0 +1,37 @@
+"""Schema directives that price a field where it is declared (Apollo demand-control style).
+
+`mlc_graph.cost` reads them once per schema at start-up; they also appear in schema.graphql so clients
+can see what a field costs before they send a query.
+"""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.schema_directive import Location
+
+
+@strawberry.schema_directive(
+    locations=[Location.FIELD_DEFINITION],
+    name="cost",
+    description="The cost of each value this field returns (default: 1 for objects, 0 for scalars).",
+)
+class Cost:
+    weight: int
+
+
+@strawberry.schema_directive(
+    locations=[Location.FIELD_DEFINITION],
+    name="listSize",
+    description=(
+        "How many items a list or connection field returns, for pricing: the value of a slicing "
+        "argument (e.g. first) when present, else assumedSize."
+    ),
+)
+class ListSize:
+    assumed_size: int | None = None
+    slicing_arguments: list[str] | None = None
+    sized_fields: list[str] | None = None
+    require_one_slicing_argument: bool = True
+
+
+__all__ = ["Cost", "ListSize"]

@@ -1,0 +1,69 @@
+"""The schema: root types assembled from the domain modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.printer import print_schema
+
+from resolvers.assignments import Assignment
+from resolvers.badges import Badge
+from resolvers.games import Category, Game, GameFilter, Level, resolve_categories, resolve_games
+from resolvers.info import Info
+from resolvers.leaderboards import Leaderboard, resolve_leaderboard
+from resolvers.organizations import Organization
+from resolvers.relay import Connection, Node, expect_global_id
+from resolvers.reports import ClassProgress, resolve_class_progress
+from resolvers.scores import Score
+from resolvers.students import Student
+from resolvers.teachers import Teacher
+from resolvers.viewer import Viewer, _game, _student, _teacher, resolve_node, resolve_viewer
+
+# Types reachable only through the Node interface must be named for the schema to include them.
+NODE_TYPES: list[Any] = [Student, Teacher, Organization, Game, Category, Level, Assignment, Score, Badge]
+
+
+async def resolve_student(info: Info, id: strawberry.ID) -> Student | None:
+    found: Student | None = await _student(info, expect_global_id(id, "Student"))
+    return found
+
+
+async def resolve_teacher(info: Info, id: strawberry.ID) -> Teacher | None:
+    found: Teacher | None = await _teacher(info, expect_global_id(id, "Teacher"))
+    return found
+
+
+async def resolve_game(info: Info, id: strawberry.ID) -> Game | None:
+    found: Game | None = await _game(info, expect_global_id(id, "Game"))
+    return found
+
+
+@strawberry.type
+class Query:
+    node: Node | None = strawberry.field(resolver=resolve_node, description="Any object by its global id.")
+    viewer: Viewer = strawberry.field(resolver=resolve_viewer, description="The signed-in user.")
+    student: Student | None = strawberry.field(resolver=resolve_student)
+    teacher: Teacher | None = strawberry.field(resolver=resolve_teacher)
+    game: Game | None = strawberry.field(resolver=resolve_game)
+    games: Connection[Game] = strawberry.field(
+        resolver=resolve_games, description="The live game library, newest first."
+    )
+    categories: list[Category] = strawberry.field(resolver=resolve_categories)
+    leaderboard: Leaderboard = strawberry.field(
+        resolver=resolve_leaderboard, description="Best challenge scores of a game, ranked."
+    )
+    class_progress: ClassProgress = strawberry.field(
+        resolver=resolve_class_progress, description="Per-student progress of a teacher's class (a report)."
+    )
+
+
+schema = strawberry.Schema(query=Query, types=NODE_TYPES)
+
+
+def schema_sdl() -> str:
+    """The SDL that schema.graphql must equal."""
+    return print_schema(schema) + "\n"
+
+
+__all__ = ["GameFilter", "schema", "schema_sdl"]

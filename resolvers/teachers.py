@@ -1,0 +1,67 @@
+"""Teacher and their class."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+
+from loaders.pagination import EMPTY_PAGE
+from loaders.teachers import TeacherRow
+from resolvers.access import see_organization
+from resolvers.info import Info
+from resolvers.relay import Connection, Node, connection_from_page, global_id_field, page_args
+
+if TYPE_CHECKING:
+    from loaders.organizations import OrganizationRow
+    from resolvers.organizations import Organization
+    from resolvers.students import Student
+
+
+async def resolve_organization(
+    root: TeacherRow, info: Info
+) -> Annotated[Organization, strawberry.lazy("resolvers.organizations")] | None:
+    row: OrganizationRow | None = await info.context.loaders.organizations_by_id.load(root.org_id)
+    return see_organization(info.context.viewer, row)  # type: ignore[return-value]
+
+
+async def resolve_students(
+    root: TeacherRow, info: Info, first: int | None = 20, after: str | None = None
+) -> Connection[Annotated[Student, strawberry.lazy("resolvers.students")]]:
+    args = page_args(first, after, (str, str, int))
+    viewer = info.context.viewer
+    if not viewer.is_staff or not viewer.can_see_org(root.org_id):
+        # A student sees their teacher, not the rest of the class roster.
+        return connection_from_page(EMPTY_PAGE, after is not None)
+    loaders = info.context.loaders
+    page = await loaders.student_pages_by_teacher.load((root.id, args))
+
+    async def count() -> int:
+        return await loaders.student_count_by_teacher.load(root.id)
+
+    return connection_from_page(page, after is not None, count)
+
+
+def resolve_display_name(root: TeacherRow) -> str:
+    return f"{root.first_name[:1]}. {root.last_name}"
+
+
+@strawberry.type(description="A teacher: assigns games and follows their class.")
+class Teacher(Node):
+    id: strawberry.ID = global_id_field("Teacher")
+    first_name: str
+    last_name: str
+    organization: Annotated[Organization, strawberry.lazy("resolvers.organizations")] | None = (
+        strawberry.field(resolver=resolve_organization)
+    )
+    students: Connection[Annotated[Student, strawberry.lazy("resolvers.students")]] = strawberry.field(
+        resolver=resolve_students, description="The teacher's class, alphabetically by last name."
+    )
+
+    display_name: str = strawberry.field(
+        resolver=resolve_display_name, description="How students see the teacher's name, e.g. 'T. Rivera'."
+    )
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        return isinstance(obj, TeacherRow)
