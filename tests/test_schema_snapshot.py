@@ -33,8 +33,8 @@ def test_drift_report_lists_breaking_changes() -> None:
     old = "type Query { a: Int, b: String }"
     new = "type Query { a: String, c: Int }"
     report = describe_drift(old, new)
-    assert "BREAKING FIELD_REMOVED: Query.b was removed." in report
-    assert "BREAKING FIELD_CHANGED_KIND: Query.a changed type from Int to String." in report
+    assert "BREAKING FIELD_REMOVED: Field Query.b was removed." in report
+    assert "BREAKING FIELD_CHANGED_KIND: Field Query.a changed type from Int to String." in report
 
 
 def test_export_schema_command_prints_the_snapshot(capsys: pytest.CaptureFixture[str]) -> None:
