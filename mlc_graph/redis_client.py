@@ -1,0 +1,150 @@
+"""The shared Redis connection and its health: what lets every limit and board hold across instances.
+
+Callers run a Redis operation through `RedisState.run`; when Redis is not configured or is failing it
+raises `RedisUnavailable` and the caller falls back to its in-process implementation. A failure marks
+Redis down for `probe_seconds`, so a dead Redis costs one refused connection per probe interval, not a
+timeout per request. Outages are logged once (and once more on recovery) and counted in metrics.
+
+Exceptions:
+    RedisUnavailable   no REDIS_URL, Redis marked down, or the operation failed on the network
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from prometheus_client import Counter, Gauge
+from prometheus_client.registry import Collector
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Unregistered on purpose (no import-time side effects): the /metrics owner registers `collectors()`.
+REDIS_UP = Gauge(
+    "mlc_redis_up", "1 while Redis answers, 0 while limits and boards run in process", registry=None
+)
+REDIS_FALLBACKS = Counter(
+    "mlc_redis_fallback",
+    "Operations served by the per-instance fallback because Redis was unavailable",
+    ["operation"],
+    registry=None,
+)
+REDIS_OUTAGES = Counter("mlc_redis_outages", "Times Redis went from up to unreachable", registry=None)
+
+
+def collectors() -> list[Collector]:
+    """The metric objects of the real-time layer, for the /metrics registry."""
+    return [REDIS_UP, REDIS_FALLBACKS, REDIS_OUTAGES]
+
+
+def fallback_count() -> float:
+    """Total operations served in process because Redis was unavailable (all operations)."""
+    return sum(
+        sample.value
+        for m in REDIS_FALLBACKS.collect()
+        for sample in m.samples
+        if sample.name.endswith("_total")
+    )
+
+
+class RedisUnavailable(Exception):  # noqa: N818 - a condition, not a bug: callers fall back
+    """Redis is not configured or not answering; use the in-process fallback."""
+
+
+class RedisState:
+    """One Redis client per process (created by the app factory) plus its health."""
+
+    def __init__(
+        self,
+        url: str | None,
+        prefix: str = "mlc:",
+        timeout: float = 0.5,
+        probe_seconds: float = 1.0,
+    ) -> None:
+        self.prefix = prefix
+        self.probe_seconds = probe_seconds
+        self._down_until = 0.0
+        self._down = False
+        self._recover_hooks: list[Callable[[], Awaitable[None]]] = []
+        # No retries inside redis-py: a failing call falls back at once and the probe interval
+        # decides when to try again.
+        self.client: Redis | None = (
+            Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+                decode_responses=True,
+            )
+            if url
+            else None
+        )
+        REDIS_UP.set(1 if url else 0)
+
+    @property
+    def configured(self) -> bool:
+        return self.client is not None
+
+    @property
+    def available(self) -> bool:
+        """Worth trying now: configured, and either up or due for a probe."""
+        return self.client is not None and (not self._down or time.monotonic() >= self._down_until)
+
+    def key(self, *parts: object) -> str:
+        return self.prefix + ":".join(str(p) for p in parts)
+
+    def on_recover(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run `hook` when Redis answers again after an outage (e.g. mark stale boards for rebuild)."""
+        self._recover_hooks.append(hook)
+
+    async def run(self, operation: str, call: Callable[[Redis], Awaitable[T]]) -> T:
+        """Run `call` on the client; RedisUnavailable (and a fallback count) when that is not possible."""
+        client = self.client
+        if client is None or not self.available:
+            REDIS_FALLBACKS.labels(operation).inc()
+            raise RedisUnavailable(operation)
+        try:
+            result = await call(client)
+        except (RedisError, OSError) as exc:
+            self.mark_down(exc)
+            REDIS_FALLBACKS.labels(operation).inc()
+            raise RedisUnavailable(operation) from exc
+        if self._down:
+            await self._mark_up()
+        return result
+
+    def mark_down(self, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + self.probe_seconds
+        if not self._down:
+            self._down = True
+            REDIS_UP.set(0)
+            REDIS_OUTAGES.inc()
+            log.warning("Redis unavailable (%s): limits and boards fall back to this instance", exc)
+
+    async def _mark_up(self) -> None:
+        self._down = False
+        REDIS_UP.set(1)
+        log.warning("Redis is back: limits and boards are shared again")
+        for hook in self._recover_hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("Redis recovery hook failed")
+
+    async def ping(self) -> bool:
+        """Health check for readiness probes; never raises."""
+        try:
+            return bool(await self.run("ping", lambda r: r.ping()))
+        except RedisUnavailable:
+            return False
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()

@@ -1,0 +1,128 @@
+"""Requests and cost points per user per hour, on the real Redis and in process."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from mlc_graph.config import ConfigError
+from mlc_graph.ratelimit import RateLimiter, identity_for
+from mlc_graph.redis_client import RedisState, fallback_count
+from mlc_graph.tiers import DEFAULT_TIERS, TierTable, markdown_table
+from tests import redis_support
+from tests.conftest import REDIS_URL
+from tests.redis_support import RedisServer
+
+# Fixtures shared by the real-time tests (a module attribute is how pytest finds them).
+redis_prefix = redis_support.redis_prefix
+redis_state = redis_support.redis_state
+redis_server = redis_support.redis_server
+
+PRELUDE = DEFAULT_TIERS["PRELUDE"]
+
+
+def test_tier_table_is_the_product_spec() -> None:
+    table = TierTable.from_overrides("")
+    assert [(t.name, t.students, t.requests_per_hour, t.sessions) for t in table.rows()] == [
+        ("PRELUDE", 19, 500, 5),
+        ("SOLO", 19, 1000, 10),
+        ("ENSEMBLE", None, 3000, 100),
+    ]
+    assert table.for_tier("ENSEMBLE").student_cap(seat_count=250) == 250
+    assert table.for_tier("nonsense").name == "PRELUDE"
+    assert "| ENSEMBLE | seat_count | 3,000 |" in markdown_table(table)
+
+
+def test_tier_overrides_apply_and_bad_ones_refuse_to_start() -> None:
+    table = TierTable.from_overrides('{"prelude": {"requests_per_hour": 3, "sessions": 1}}')
+    assert table.for_tier("PRELUDE").requests_per_hour == 3
+    assert table.for_tier("PRELUDE").sessions == 1
+    assert table.for_tier("SOLO") == DEFAULT_TIERS["SOLO"]
+    for bad in ("[1]", "{", '{"GOLD": {}}', '{"SOLO": {"speed": 1}}', '{"SOLO": {"sessions": -1}}'):
+        with pytest.raises(ConfigError):
+            TierTable.from_overrides(bad)
+
+
+async def test_the_501st_prelude_request_is_refused(redis_state: RedisState) -> None:
+    limiter = RateLimiter(redis_state)
+    me = identity_for("STUDENT", 1)
+    results = [await limiter.hit(me, PRELUDE) for _ in range(500)]
+    assert all(r.allowed and r.shared for r in results)
+    assert [r.remaining for r in results[-2:]] == [1, 0]
+    refused = await limiter.hit(me, PRELUDE)
+    assert not refused.allowed
+    assert refused.used == 500
+    assert refused.headers()["RateLimit-Remaining"] == "0"
+    assert 3540 <= int(refused.headers()["Retry-After"]) <= 3600
+    error = refused.error()
+    assert error.extensions is not None
+    assert error.extensions["code"] == "RATE_LIMITED"
+    # Another user of the same organization has a budget of their own.
+    assert (await limiter.hit(identity_for("STUDENT", 2), PRELUDE)).allowed
+    # Teacher 1 is not student 1.
+    assert (await limiter.hit(identity_for("TEACHER", 1), PRELUDE)).allowed
+
+
+async def test_concurrent_hits_never_overshoot(redis_state: RedisState) -> None:
+    """The check-and-count is one atomic script: 40 racing requests against a limit of 25 admit 25."""
+    limiter = RateLimiter(redis_state)
+    tier = replace(PRELUDE, requests_per_hour=25)
+    results = await asyncio.gather(*(limiter.hit("student:9", tier) for _ in range(40)))
+    assert sum(r.allowed for r in results) == 25
+
+
+async def test_instances_share_one_count(redis_state: RedisState, redis_prefix: str) -> None:
+    other = RedisState(REDIS_URL, redis_prefix)
+    try:
+        a, b = RateLimiter(redis_state), RateLimiter(other)
+        tier = replace(PRELUDE, requests_per_hour=4)
+        decisions = [await (a if i % 2 else b).hit("student:5", tier) for i in range(6)]
+        assert [d.allowed for d in decisions] == [True, True, True, True, False, False]
+    finally:
+        await other.close()
+
+
+async def test_cost_points_are_a_budget_of_their_own(redis_state: RedisState) -> None:
+    limiter = RateLimiter(redis_state)
+    tier = replace(PRELUDE, cost_per_hour=1000)
+    assert (await limiter.hit("teacher:3", tier, cost=600)).allowed
+    over = await limiter.hit("teacher:3", tier, cost=500)
+    assert not over.allowed
+    assert over.cost_used == 600
+    assert "cost points" in over.error().message
+    cheap = await limiter.hit("teacher:3", tier, cost=400)
+    assert cheap.allowed
+    assert (cheap.used, cheap.cost_used, cheap.cost_remaining) == (2, 1000, 0)
+    peek = await limiter.peek("teacher:3", tier)
+    assert (peek.used, peek.cost_used, peek.cost) == (2, 1000, 0)
+
+
+async def test_in_process_without_redis() -> None:
+    limiter = RateLimiter(RedisState(None))
+    tier = replace(PRELUDE, requests_per_hour=3)
+    decisions = [await limiter.hit("student:1", tier) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert not decisions[0].shared
+    assert decisions[-1].headers()["RateLimit-Limit"] == "3"
+
+
+async def test_redis_stopping_falls_back_and_counts_it(redis_server: RedisServer) -> None:
+    state = RedisState(redis_server.url, prefix="t:", probe_seconds=0.0)
+    limiter = RateLimiter(state)
+    tier = replace(PRELUDE, requests_per_hour=100)
+    try:
+        assert (await limiter.hit("student:1", tier)).shared
+        redis_server.stop()
+        before = fallback_count()
+        down = await limiter.hit("student:1", tier)
+        assert down.allowed
+        assert not down.shared
+        assert fallback_count() == before + 1
+        redis_server.start()
+        back = await limiter.hit("student:1", tier)
+        assert back.shared
+        assert back.allowed
+    finally:
+        await state.close()
