@@ -6,7 +6,7 @@ from collections.abc import Hashable
 from functools import cached_property
 
 from loaders.assignments import AssignmentRow, fetch_assignment_pages_by_students, fetch_assignments_by_ids
-from loaders.badges import EarnedBadgeRow, fetch_earned_badges_by_students
+from loaders.badges import BadgeRow, EarnedBadgeRow, fetch_badges_by_ids, fetch_earned_badges_by_students
 from loaders.base import Loader
 from loaders.games import (
     CategoryRow,
@@ -21,7 +21,13 @@ from loaders.games import (
 )
 from loaders.organizations import OrganizationRow, fetch_organizations_by_ids
 from loaders.pagination import Page, PageArgs
-from loaders.scores import BestScoreRow, ScoreRow, fetch_best_scores, fetch_score_pages_by_students
+from loaders.scores import (
+    BestScoreRow,
+    ScoreRow,
+    fetch_best_scores,
+    fetch_score_pages_by_students,
+    fetch_scores_by_ids,
+)
 from loaders.students import (
     StudentRow,
     count_students_by_teachers,
@@ -102,6 +108,14 @@ class Loaders:
     @cached_property
     def assignment_pages_by_student(self) -> Loader[tuple[int, PageArgs], Page[AssignmentRow]]:
         return Loader(self.db, fetch_assignment_pages_by_students)
+
+    @cached_property
+    def scores_by_id(self) -> Loader[int, ScoreRow | None]:
+        return Loader(self.db, fetch_scores_by_ids)
+
+    @cached_property
+    def badges_by_id(self) -> Loader[int, BadgeRow | None]:
+        return Loader(self.db, fetch_badges_by_ids)
 
     @cached_property
     def score_pages_by_student(self) -> Loader[tuple[int, PageArgs], Page[ScoreRow]]:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from loaders.base import by_id
 from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_by_parent
 from mlc_graph.db import Executor
 
@@ -26,6 +27,7 @@ SELECT_SCORE_PAGES_BY_GAME = _PAGE.format(game="AND game_id = $3::bigint", after
 SELECT_SCORE_PAGES_BY_GAME_AFTER = _PAGE.format(
     game="AND game_id = $3::bigint", after="AND (created_at, id) < ($4::timestamptz, $5::bigint)"
 )
+SELECT_SCORES_BY_IDS = f"SELECT {_COLUMNS} FROM scores WHERE id = ANY($1::bigint[])"  # noqa: S608
 SELECT_BEST_SCORES = """
 SELECT b.student_id, b.game_id, b.score, b.achieved_at
 FROM unnest($1::bigint[], $2::bigint[]) AS k(student_id, game_id)
@@ -78,6 +80,11 @@ async def fetch_score_pages_by_students(
         for student_id in student_ids:
             found[(student_id, args)] = pages.get(student_id, EMPTY_PAGE)
     return [found[key] for key in keys]
+
+
+async def fetch_scores_by_ids(db: Executor, ids: Sequence[int]) -> list[ScoreRow | None]:
+    rows = await db.fetch(SELECT_SCORES_BY_IDS, list(ids))
+    return by_id([ScoreRow(**r) for r in rows], ids)
 
 
 async def fetch_best_scores(db: Executor, keys: Sequence[tuple[int, int]]) -> list[BestScoreRow | None]:

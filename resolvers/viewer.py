@@ -12,6 +12,7 @@ from resolvers.access import (
     see_assignment,
     see_game,
     see_organization,
+    see_score,
     see_student,
     see_teacher,
 )
@@ -104,6 +105,14 @@ async def _assignment(info: Info, pk: int) -> Any:
     return see_assignment(info.context.viewer, await info.context.loaders.assignments_by_id.load(pk))
 
 
+async def _score(info: Info, pk: int) -> Any:
+    return see_score(info.context.viewer, await info.context.loaders.scores_by_id.load(pk))
+
+
+async def _badge(info: Info, pk: int) -> Any:
+    return await info.context.loaders.badges_by_id.load(pk)
+
+
 NODE_FETCHERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "Student": _student,
     "Teacher": _teacher,
@@ -112,6 +121,8 @@ NODE_FETCHERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "Category": _category,
     "Level": _level,
     "Assignment": _assignment,
+    "Score": _score,
+    "Badge": _badge,
 }
 
 

@@ -288,3 +288,32 @@ async def test_viewer_and_node(clean_db: asyncpg.Pool) -> None:
     assert result.data["s"]["__typename"] == "Student"
     assert result.data["bad"] is None
     assert result.errors is not None and result.errors[0].extensions == {"code": "NOT_FOUND"}
+
+
+async def test_every_node_type_refetches_by_id(clean_db: asyncpg.Pool) -> None:
+    org = await make_org(clean_db)
+    teacher = await make_teacher(clean_db, org)
+    students = await make_students(clean_db, org, teacher, 1)
+    category, level, games = await make_catalogue(clean_db, games=1)
+    await make_assignments(clean_db, org, students, games)
+    await make_score(clean_db, org, students[0], games[0], 10)
+    score = await clean_db.fetchval("SELECT id FROM scores")
+    assignment = await clean_db.fetchval("SELECT id FROM assignments")
+    badge = await clean_db.fetchval("INSERT INTO badges (name) VALUES ('Star') RETURNING id")
+    ids = {
+        "Student": students[0],
+        "Teacher": teacher,
+        "Organization": org,
+        "Game": games[0],
+        "Category": category,
+        "Level": level,
+        "Assignment": assignment,
+        "Score": score,
+        "Badge": badge,
+    }
+    fields = " ".join(f'{t.lower()}: node(id: "{gid(t, pk)}") {{ __typename id }}' for t, pk in ids.items())
+    result, stats = await run(clean_db, "{ " + fields + " }", None, principal("teacher", teacher, org))
+    assert result.errors is None and result.data is not None
+    for type_name, pk in ids.items():
+        assert result.data[type_name.lower()] == {"__typename": type_name, "id": gid(type_name, pk)}
+    assert stats.statements == len(ids)  # one batched statement per type
