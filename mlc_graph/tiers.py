@@ -1,41 +1,99 @@
-"""Subscription tiers: every per-tier limit, in one table that support can read (and override by env).
+"""The subscription tiers and their quotas: the one place every limit is read from.
 
-| tier     | students   | requests/user/hour | concurrent sessions/org |
-| PRELUDE  | 19         | 500                | 5                       |
-| SOLO     | 19         | 1,000              | 10                      |
-| ENSEMBLE | seat_count | 3,000              | 100                     |
+Support changes a limit here (or, without a deploy, with MLC_TIER_OVERRIDES, a JSON object such as
+`{"PRELUDE": {"requests_per_hour": 600}}`); the rate limiter, the session counter and the student cap
+all ask `TierTable.for_tier`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+
+from mlc_graph.config import ConfigError
+
+TIER_NAMES = ("PRELUDE", "SOLO", "ENSEMBLE")
+# Unknown or missing tiers are treated as the free trial: the smallest quotas are the safe default.
+DEFAULT_TIER = "PRELUDE"
+WINDOW_SECONDS = 3600
 
 
 @dataclass(frozen=True, slots=True)
-class TierLimits:
+class Tier:
+    """Quotas of one tier. `students` None means "the organization's seat_count"."""
+
     name: str
-    max_students: int | None  # None: the organization's seat_count
+    students: int | None
     requests_per_hour: int
-    concurrent_sessions: int
-    cost_points_per_hour: int
-    cost_budget_per_operation: int
+    sessions: int
+    cost_per_hour: int
 
-    def student_limit(self, seat_count: int) -> int:
-        return seat_count if self.max_students is None else self.max_students
+    def student_cap(self, seat_count: int) -> int:
+        return seat_count if self.students is None else self.students
 
 
-TIERS: dict[str, TierLimits] = {
-    "PRELUDE": TierLimits("PRELUDE", 19, 500, 5, 250_000, 5_000),
-    "SOLO": TierLimits("SOLO", 19, 1_000, 10, 500_000, 5_000),
-    "ENSEMBLE": TierLimits("ENSEMBLE", None, 3_000, 100, 3_000_000, 10_000),
+# The product spec's table; cost points per hour allow an average of 100 points per request, so one
+# expensive report cannot be laundered as many cheap requests (see docs/REALTIME.md).
+DEFAULT_TIERS: dict[str, Tier] = {
+    "PRELUDE": Tier("PRELUDE", students=19, requests_per_hour=500, sessions=5, cost_per_hour=50_000),
+    "SOLO": Tier("SOLO", students=19, requests_per_hour=1_000, sessions=10, cost_per_hour=100_000),
+    "ENSEMBLE": Tier("ENSEMBLE", students=None, requests_per_hour=3_000, sessions=100, cost_per_hour=300_000),
 }
 
-
-def tier_limits(tier: str) -> TierLimits:
-    """Limits of a tier name as stored in organizations.tier; unknown names get the free trial's."""
-    return TIERS.get(tier, TIERS["PRELUDE"])
+_OVERRIDABLE = {f.name for f in fields(Tier)} - {"name"}
 
 
-def student_limit(tier: str, seat_count: int) -> int:
-    """How many students an organization of this tier may have."""
-    return tier_limits(tier).student_limit(seat_count)
+@dataclass(frozen=True, slots=True)
+class TierTable:
+    tiers: Mapping[str, Tier]
+
+    def for_tier(self, name: str | None) -> Tier:
+        return self.tiers.get((name or DEFAULT_TIER).upper(), self.tiers[DEFAULT_TIER])
+
+    def rows(self) -> list[Tier]:
+        return [self.tiers[name] for name in TIER_NAMES]
+
+    @classmethod
+    def from_overrides(cls, raw: str) -> TierTable:
+        """The default table with MLC_TIER_OVERRIDES applied; malformed overrides refuse to start."""
+        tiers = dict(DEFAULT_TIERS)
+        if not raw.strip():
+            return cls(tiers)
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"MLC_TIER_OVERRIDES is not JSON: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise ConfigError("MLC_TIER_OVERRIDES must be a JSON object keyed by tier name")
+        for name, changes in parsed.items():
+            tier = tiers.get(str(name).upper())
+            if tier is None or not isinstance(changes, dict):
+                raise ConfigError(f"MLC_TIER_OVERRIDES: unknown tier {name!r} or changes not an object")
+            unknown = set(changes) - _OVERRIDABLE
+            if unknown:
+                raise ConfigError(f"MLC_TIER_OVERRIDES: unknown quota {sorted(unknown)} for {name}")
+            for key, value in changes.items():
+                if not (isinstance(value, int) and value >= 0) and not (key == "students" and value is None):
+                    raise ConfigError(f"MLC_TIER_OVERRIDES: {name}.{key} must be a non-negative integer")
+            tiers[tier.name] = replace(tier, **changes)
+        return cls(tiers)
+
+
+def markdown_table(table: TierTable) -> str:
+    """The tier table as Markdown, for the docs (kept in step with the code by a test)."""
+    lines = [
+        "| tier | students | API requests per user per hour | cost points per user per hour "
+        "| concurrent sessions per organization |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for tier in table.rows():
+        students = "seat_count" if tier.students is None else str(tier.students)
+        quotas = f"{tier.requests_per_hour:,} | {tier.cost_per_hour:,} | {tier.sessions}"
+        lines.append(f"| {tier.name} | {students} | {quotas} |")
+    return "\n".join(lines)
+
+
+def student_limit(tier: str | None, seat_count: int, table: TierTable | None = None) -> int:
+    """How many students an organization of this tier may have (the default table unless given)."""
+    return (table or TierTable(DEFAULT_TIERS)).for_tier(tier).student_cap(seat_count)
