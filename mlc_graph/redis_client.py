@@ -111,14 +111,16 @@ class RedisState:
             REDIS_FALLBACKS.labels(operation).inc()
             raise RedisUnavailable(operation)
         try:
-            result = await call(client)
+            if self._down:
+                # A probe: confirm Redis answers and run the recovery hooks before the real call,
+                # so the call already sees what the hooks repaired.
+                await client.ping()
+                await self._mark_up()
+            return await call(client)
         except (RedisError, OSError) as exc:
             self.mark_down(exc)
             REDIS_FALLBACKS.labels(operation).inc()
             raise RedisUnavailable(operation) from exc
-        if self._down:
-            await self._mark_up()
-        return result
 
     def mark_down(self, exc: BaseException) -> None:
         self._down_until = time.monotonic() + self.probe_seconds

@@ -1,0 +1,192 @@
+"""Redis leaderboards rank exactly like PostgreSQL, follow committed scores and rebuild when lost."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from loaders.leaderboards import BoardKey, fetch_rank, fetch_top
+from mlc_graph.db import Executor, QueryStats
+from mlc_graph.events import ScoreCommitted
+from mlc_graph.live_leaderboards import LiveLeaderboards
+from mlc_graph.redis_client import RedisState
+from tests import factories, redis_support
+from tests.redis_support import RedisServer
+
+redis_prefix = redis_support.redis_prefix
+redis_state = redis_support.redis_state
+redis_server = redis_support.redis_server
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+async def _school(pool: asyncpg.Pool) -> tuple[int, int, int, list[int], list[int]]:
+    """Two organizations; org A has two classes. Returns (game, org_a, teacher_a1, students A, students B)."""
+    org_a = await factories.make_org(pool, "A")
+    org_b = await factories.make_org(pool, "B")
+    t_a1 = await factories.make_teacher(pool, org_a)
+    t_a2 = await factories.make_teacher(pool, org_a)
+    t_b = await factories.make_teacher(pool, org_b)
+    a1 = await factories.make_students(pool, org_a, t_a1, 6)
+    a2 = await factories.make_students(pool, org_a, t_a2, 4)
+    b = await factories.make_students(pool, org_b, t_b, 5)
+    _, _, games = await factories.make_catalogue(pool, games=1)
+    return games[0], org_a, t_a1, a1 + a2, b
+
+
+async def _tied_scores(
+    pool: asyncpg.Pool, game: int, org_a: int, a: list[int], org_b: int, b: list[int]
+) -> None:
+    """Ties on score, on score and second, and on score and microsecond (then student id decides)."""
+    plan = [
+        (a[0], 900, T0),
+        (a[1], 900, T0),  # same score, same instant: lower id first
+        (a[2], 900, T0 + timedelta(microseconds=1)),  # one microsecond later
+        (a[3], 950, T0 + timedelta(hours=1)),
+        (a[4], 900, T0 - timedelta(microseconds=1)),
+        (a[5], 10, T0),
+        (a[6], 900, T0),
+        (a[7], 500, T0 + timedelta(days=3)),
+        (b[0], 900, T0),
+        (b[1], 950, T0 + timedelta(hours=1)),
+        (b[2], 0, T0),
+        (b[3], 900, T0 + timedelta(microseconds=1)),
+    ]
+    orgs = {**dict.fromkeys(a, org_a), **dict.fromkeys(b, org_b)}
+    for student, score, at in plan:
+        await factories.make_score(pool, orgs[student], student, game, score, at=at)
+
+
+def _sql_order(rows: Sequence[object]) -> list[tuple[int, int, int, datetime]]:
+    return [(r.rank, r.student_id, r.score, r.achieved_at) for r in rows]  # type: ignore[attr-defined]
+
+
+async def test_redis_order_equals_postgresql_order(clean_db: asyncpg.Pool, redis_state: RedisState) -> None:
+    game, org_a, t_a1, a, b = await _school(clean_db)
+    org_b = await clean_db.fetchval("SELECT org_id FROM students WHERE id = $1", b[0])
+    await _tied_scores(clean_db, game, org_a, a, org_b, b)
+    boards = LiveLeaderboards(redis_state)
+    db = Executor(clean_db, QueryStats())
+    for board in (
+        BoardKey(game, "GLOBAL", None),
+        BoardKey(game, "ORGANIZATION", org_a),
+        BoardKey(game, "ORGANIZATION", org_b),
+        BoardKey(game, "CLASS", t_a1),
+    ):
+        expected = await fetch_top(db, board, 100)
+        live = await boards.read(db, board, 100)
+        assert live.rebuilt
+        assert _sql_order(live.entries) == _sql_order(expected)
+        assert live.size == len(expected)
+        # The viewer's own rank agrees with the SQL rank query too.
+        on_board = {r.student_id for r in expected}
+        for student in (s for s in (a[2], a[6], b[3]) if s in on_board):
+            sql_mine = await fetch_rank(db, board, student)
+            mine = (await boards.read(db, board, 3, student)).viewer
+            assert (mine is None) == (sql_mine is None)
+            if mine is not None and sql_mine is not None:
+                assert (mine.rank, mine.score, mine.achieved_at) == (
+                    sql_mine.rank,
+                    sql_mine.score,
+                    sql_mine.achieved_at,
+                )
+
+
+async def test_committed_scores_update_all_three_boards(
+    clean_db: asyncpg.Pool, redis_state: RedisState
+) -> None:
+    game, org_a, t_a1, a, _ = await _school(clean_db)
+    boards = LiveLeaderboards(redis_state)
+    db = Executor(clean_db, QueryStats())
+    changed: list[list[BoardKey]] = []
+
+    async def listener(keys: Sequence[BoardKey]) -> None:
+        changed.append(list(keys))
+
+    boards.on_change(listener)
+    global_board = BoardKey(game, "GLOBAL", None)
+    assert (await boards.read(db, global_board, 10)).entries == []  # built, empty
+
+    async def commit(student: int, score: int, at: datetime, best: int) -> None:
+        await factories.make_score(clean_db, org_a, student, game, score, at=at)
+        best_at = await clean_db.fetchval(
+            "SELECT achieved_at FROM best_scores WHERE game_id = $1 AND student_id = $2", game, student
+        )
+        await boards.score_committed(
+            ScoreCommitted(1, game, student, org_a, t_a1, score, "challenge", best, best_at)
+        )
+
+    await commit(a[0], 700, T0, 700)
+    await commit(a[1], 700, T0, 700)
+    await commit(a[0], 650, T0 + timedelta(minutes=1), 700)  # not a new best: no change
+    await commit(a[1], 800, T0 + timedelta(minutes=2), 800)
+    assert [len(c) for c in changed] == [3, 3, 3]
+    for board in (global_board, BoardKey(game, "ORGANIZATION", org_a), BoardKey(game, "CLASS", t_a1)):
+        live = await boards.read(db, board, 10, a[0])
+        assert _sql_order(live.entries) == _sql_order(await fetch_top(db, board, 10))
+        assert [(e.student_id, e.score) for e in live.entries] == [(a[1], 800), (a[0], 700)]
+        assert live.viewer is not None
+        assert live.viewer.rank == 2
+
+
+async def test_a_lost_board_is_rebuilt_from_postgresql(
+    clean_db: asyncpg.Pool, redis_state: RedisState
+) -> None:
+    game, org_a, _, a, _ = await _school(clean_db)
+    await factories.make_score(clean_db, org_a, a[0], game, 300, at=T0)
+    boards = LiveLeaderboards(redis_state)
+    stats = QueryStats()
+    db = Executor(clean_db, stats)
+    board = BoardKey(game, "ORGANIZATION", org_a)
+    first = await boards.read(db, board, 10)
+    assert first.rebuilt
+    assert stats.statements == 1
+    again = await boards.read(db, board, 10)
+    assert not again.rebuilt
+    assert stats.statements == 1  # served from Redis alone
+    client = redis_state.client
+    assert client is not None
+    await client.delete(*boards.keys(board))
+    third = await boards.read(db, board, 10)
+    assert third.rebuilt
+    assert third.entries == first.entries
+
+
+async def test_redis_restart_mid_test(clean_db: asyncpg.Pool, redis_server: RedisServer) -> None:
+    """Scores committed while Redis is down raise nothing; the board comes back from PostgreSQL."""
+    game, org_a, t_a1, a, _ = await _school(clean_db)
+    state = RedisState(redis_server.url, probe_seconds=0.0)
+    boards = LiveLeaderboards(state)
+    db = Executor(clean_db, QueryStats())
+    board = BoardKey(game, "CLASS", t_a1)
+    try:
+        await boards.read(db, board, 10)
+        redis_server.stop()
+        await factories.make_score(clean_db, org_a, a[0], game, 640, at=T0)
+        await boards.score_committed(ScoreCommitted(1, game, a[0], org_a, t_a1, 640, "challenge", 640, T0))
+        redis_server.start()
+        live = await boards.read(db, board, 10)
+        assert live.rebuilt
+        assert [(e.student_id, e.score, e.achieved_at) for e in live.entries] == [(a[0], 640, T0)]
+    finally:
+        await state.close()
+
+
+async def test_missed_writes_mark_the_board_stale_when_redis_returns(
+    clean_db: asyncpg.Pool, redis_state: RedisState
+) -> None:
+    """Redis unreachable but not restarted: its boards still exist, yet they missed writes."""
+    game, org_a, t_a1, a, _ = await _school(clean_db)
+    boards = LiveLeaderboards(redis_state)
+    db = Executor(clean_db, QueryStats())
+    board = BoardKey(game, "CLASS", t_a1)
+    await boards.read(db, board, 10)
+    redis_state.mark_down(ConnectionError("simulated partition"))
+    await factories.make_score(clean_db, org_a, a[0], game, 420, at=T0)
+    await boards.score_committed(ScoreCommitted(1, game, a[0], org_a, t_a1, 420, "challenge", 420, T0))
+    redis_state._down_until = 0.0  # the probe interval has passed
+    live = await boards.read(db, board, 10)
+    assert live.rebuilt
+    assert [(e.student_id, e.score) for e in live.entries] == [(a[0], 420)]
