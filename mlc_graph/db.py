@@ -9,18 +9,32 @@ release. Per-category statement timeouts use SET LOCAL inside a transaction, whi
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
 from mlc_graph.config import PoolSettings
+from mlc_graph.errors import ServiceUnavailableError
+from mlc_graph.sqlcomment import comment_for, log_slow_query
+
+# Failures that mean "the database is not there right now" rather than "this statement is wrong":
+# they become SERVICE_UNAVAILABLE (HTTP 503) instead of a masked internal error.
+_UNAVAILABLE = (
+    TimeoutError,
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
 
 
-class DatabaseUnavailableError(RuntimeError):
-    """No connection could be had in time (pool exhausted or server down)."""
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """No connection could be had in time (pool exhausted or server down), or a statement timed out."""
 
 
 @dataclass(slots=True)
@@ -39,11 +53,30 @@ class QueryStats:
             self.texts.append(sql)
 
 
+@dataclass(frozen=True, slots=True)
+class DbOptions:
+    """Per-app executor behaviour: timeouts, the slow-query threshold and hook, the SQL comment mode."""
+
+    acquire_timeout: float = 5.0
+    report_timeout_ms: int = 30000
+    slow_seconds: float = 1.0
+    comment_mode: str = "operation"
+    # Called with the operation name for each slow statement (the metrics counter).
+    on_slow: Callable[[str | None], None] | None = None
+    pool_name: str = "primary"
+
+
+DEFAULT_OPTIONS = DbOptions()
+
+
 async def _keep_session(_conn: asyncpg.Connection) -> None:
     """Pool reset that keeps the session: see the module docstring for why this is safe."""
 
 
-async def create_pool(dsn: str, settings: PoolSettings) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, settings: PoolSettings, application_name: str = "mlc-graph", statement_cache_size: int = 100
+) -> asyncpg.Pool:
+    """A pool per the spec's limits. statement_cache_size=0 for PgBouncer in transaction mode (pre-1.21)."""
     return await asyncpg.create_pool(
         dsn,
         min_size=settings.min_size,
@@ -51,9 +84,10 @@ async def create_pool(dsn: str, settings: PoolSettings) -> asyncpg.Pool:
         max_queries=settings.max_queries,
         max_inactive_connection_lifetime=settings.max_inactive_lifetime,
         reset=_keep_session,
+        statement_cache_size=statement_cache_size,
         server_settings={
             "statement_timeout": str(settings.read_statement_timeout_ms),
-            "application_name": "mlc-graph",
+            "application_name": application_name,
         },
     )
 
@@ -61,19 +95,47 @@ async def create_pool(dsn: str, settings: PoolSettings) -> asyncpg.Pool:
 class Executor:
     """Runs SQL for one request on a pool (or one pinned connection inside a transaction)."""
 
-    __slots__ = ("_acquire_timeout", "_conn", "_pool", "stats")
+    __slots__ = (
+        "_acquire_timeout",
+        "_comment",
+        "_conn",
+        "_options",
+        "_pool",
+        "operation",
+        "request_id",
+        "stats",
+    )
 
     def __init__(
         self,
         pool: asyncpg.Pool,
         stats: QueryStats,
-        acquire_timeout: float = 5.0,
+        acquire_timeout: float | None = None,
         conn: asyncpg.Connection | None = None,
+        options: DbOptions = DEFAULT_OPTIONS,
     ) -> None:
         self._pool = pool
         self._conn = conn
-        self._acquire_timeout = acquire_timeout
+        self._options = options
+        self._acquire_timeout = options.acquire_timeout if acquire_timeout is None else acquire_timeout
+        self._comment = ""
+        self.operation: str | None = None
+        self.request_id = ""
         self.stats = stats
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    @property
+    def pool_name(self) -> str:
+        return self._options.pool_name
+
+    def tag(self, operation: str | None, request_id: str) -> None:
+        """Name the request in every statement's SQL comment and in the slow-query log."""
+        self.operation = operation
+        self.request_id = request_id
+        self._comment = comment_for(self._options.comment_mode, operation, request_id)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -82,52 +144,82 @@ class Executor:
             return
         try:
             conn = await self._pool.acquire(timeout=self._acquire_timeout)
-        except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as exc:
-            raise DatabaseUnavailableError(str(exc)) from exc
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailableError(
+                f"database unavailable: no connection within {self._acquire_timeout:g}s"
+            ) from exc
         try:
-            yield conn
+            # The pool hands out a proxy that forwards every Connection method; type it as what it proxies.
+            yield cast(asyncpg.Connection, conn)
         finally:
             await self._pool.release(conn)
+
+    def _finish(self, sql: str, args: Sequence[Any], elapsed: float) -> None:
+        self.stats.record(sql, elapsed)
+        if elapsed >= self._options.slow_seconds:
+            log_slow_query(sql, len(args), elapsed, self.operation, self.request_id)
+            if self._options.on_slow is not None:
+                self._options.on_slow(self.operation)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async with self._connection() as conn:
             started = time.perf_counter()
             try:
-                return await conn.fetch(sql, *args)
+                return await conn.fetch(sql + self._comment, *args)
+            except _UNAVAILABLE as exc:
+                raise _unavailable(exc) from exc
+            except asyncpg.QueryCanceledError as exc:
+                raise _timed_out(exc) from exc
             finally:
-                self.stats.record(sql, time.perf_counter() - started)
+                self._finish(sql, args, time.perf_counter() - started)
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         async with self._connection() as conn:
             started = time.perf_counter()
             try:
-                return await conn.fetchrow(sql, *args)
+                return await conn.fetchrow(sql + self._comment, *args)
+            except _UNAVAILABLE as exc:
+                raise _unavailable(exc) from exc
+            except asyncpg.QueryCanceledError as exc:
+                raise _timed_out(exc) from exc
             finally:
-                self.stats.record(sql, time.perf_counter() - started)
+                self._finish(sql, args, time.perf_counter() - started)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         async with self._connection() as conn:
             started = time.perf_counter()
             try:
-                return await conn.fetchval(sql, *args)
+                return await conn.fetchval(sql + self._comment, *args)
+            except _UNAVAILABLE as exc:
+                raise _unavailable(exc) from exc
+            except asyncpg.QueryCanceledError as exc:
+                raise _timed_out(exc) from exc
             finally:
-                self.stats.record(sql, time.perf_counter() - started)
+                self._finish(sql, args, time.perf_counter() - started)
 
     async def execute(self, sql: str, *args: Any) -> str:
         async with self._connection() as conn:
             started = time.perf_counter()
             try:
-                return await conn.execute(sql, *args)
+                return await conn.execute(sql + self._comment, *args)
+            except _UNAVAILABLE as exc:
+                raise _unavailable(exc) from exc
+            except asyncpg.QueryCanceledError as exc:
+                raise _timed_out(exc) from exc
             finally:
-                self.stats.record(sql, time.perf_counter() - started)
+                self._finish(sql, args, time.perf_counter() - started)
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
         async with self._connection() as conn:
             started = time.perf_counter()
             try:
-                await conn.executemany(sql, args)
+                await conn.executemany(sql + self._comment, args)
+            except _UNAVAILABLE as exc:
+                raise _unavailable(exc) from exc
+            except asyncpg.QueryCanceledError as exc:
+                raise _timed_out(exc) from exc
             finally:
-                self.stats.record(sql, time.perf_counter() - started)
+                self._finish(sql, (), time.perf_counter() - started)
 
     @asynccontextmanager
     async def transaction(self, statement_timeout_ms: int | None = None) -> AsyncIterator[Executor]:
@@ -138,7 +230,25 @@ class Executor:
                 yield self
             return
         async with self._connection() as conn, conn.transaction():
-            pinned = Executor(self._pool, self.stats, self._acquire_timeout, conn)
+            pinned = Executor(self._pool, self.stats, self._acquire_timeout, conn, self._options)
+            pinned.operation, pinned.request_id, pinned._comment = (
+                self.operation,
+                self.request_id,
+                self._comment,
+            )
             if statement_timeout_ms is not None:
+                # SET takes no bind parameters; the value is an int we format ourselves.
                 await pinned.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
             yield pinned
+
+    def report(self) -> AbstractAsyncContextManager[Executor]:
+        """A transaction with the report statement timeout (30 s by default, not the 5 s of reads)."""
+        return self.transaction(self._options.report_timeout_ms)
+
+
+def _unavailable(exc: BaseException) -> DatabaseUnavailableError:
+    return DatabaseUnavailableError(f"database unavailable: {type(exc).__name__}")
+
+
+def _timed_out(exc: BaseException) -> DatabaseUnavailableError:
+    return DatabaseUnavailableError("database statement timed out")

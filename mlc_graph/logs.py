@@ -1,0 +1,118 @@
+"""Structured JSON logs: one line per request on `mlc_graph.access`, everything else as JSON lines too.
+
+Access lines carry ids and figures only (request id, operation, duration, status, cost, SQL count, user and
+organization ids); never tokens, names, emails or query variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+ACCESS_LOGGER = "mlc_graph.access"
+REQUEST_ID_HEADER = "X-Request-ID"
+_MAX_REQUEST_ID = 128
+# Characters a caller-supplied request id may use; anything else and we mint our own (the id ends up in
+# logs and SQL comments, so it must not carry quotes, newlines or comment terminators).
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+# LogRecord attributes that are plumbing, not payload.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {
+    "message",
+    "asctime",
+}
+
+
+def request_id_from(header: str | None) -> str:
+    """The caller's X-Request-ID when it is short and plain, else a fresh one."""
+    if header and len(header) <= _MAX_REQUEST_ID and _ID_CHARS.issuperset(header):
+        return header
+    return uuid.uuid4().hex
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and whatever `extra=` added."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_FIELDS and not key.startswith("_"):
+                payload[key] = value
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(payload, default=str).decode()
+
+
+def configure_logging(level: str = "INFO", stream: Any = None) -> None:
+    """Route all logging through one JSON handler (called by the server at start, never at import)."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+@dataclass(slots=True)
+class AccessRecord:
+    """What one request did, filled in by the view and written once when the response is ready."""
+
+    request_id: str
+    method: str = "POST"
+    path: str = "/graphql"
+    operation: str | None = None
+    operation_type: str | None = None
+    category: str = "read"
+    status: int = 200
+    duration_ms: float = 0.0
+    cost: int | None = None
+    sql_count: int = 0
+    sql_ms: float = 0.0
+    user_id: int | None = None
+    org_id: int | None = None
+    role: str | None = None
+    error_codes: tuple[str, ...] = ()
+    db_target: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "request_id": self.request_id,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "duration_ms": round(self.duration_ms, 2),
+        }
+        if self.operation_type is not None:
+            out["operation"] = self.operation
+            out["operation_type"] = self.operation_type
+            out["category"] = self.category
+            out["cost"] = self.cost
+            out["sql_count"] = self.sql_count
+            out["sql_ms"] = round(self.sql_ms, 2)
+        if self.role is not None:
+            out["role"] = self.role
+            out["user_id"] = self.user_id
+            out["org_id"] = self.org_id
+        if self.error_codes:
+            out["errors"] = list(self.error_codes)
+        if self.db_target is not None:
+            out["db"] = self.db_target
+        return out
+
+
+def log_access(record: AccessRecord, logger: logging.Logger | None = None) -> None:
+    """Write the request's single access line."""
+    log = logger or logging.getLogger(ACCESS_LOGGER)
+    if log.isEnabledFor(logging.INFO):
+        log.info("request", extra=record.fields())

@@ -1,0 +1,112 @@
+"""Prometheus text from the app's own registry: latency buckets, errors, pools, guard."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlc_graph import redis_client
+from mlc_graph.metrics import MAX_OPERATION_LABELS, Metrics, MetricsGuard, metrics_handler
+
+
+def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_request_latency_by_operation_and_category_gives_apdex() -> None:
+    metrics = Metrics()
+    for seconds in (0.1, 1.0, 3.0):  # satisfied, tolerating, frustrated at T = 0.5 s
+        metrics.observe_request("StudentDashboard", "read", seconds, "ok", sql_statements=4, sql_seconds=0.01)
+    s = _samples(metrics)
+    labels = (("category", "read"), ("operation", "StudentDashboard"))
+    bucket = "mlc_graphql_request_duration_seconds_bucket"
+    satisfied = s[(bucket, (*labels[:1], ("le", "0.5"), labels[1]))]
+    tolerating_or_better = s[(bucket, (*labels[:1], ("le", "2.0"), labels[1]))]
+    count = s[("mlc_graphql_request_duration_seconds_count", labels)]
+    assert (satisfied, tolerating_or_better, count) == (1, 2, 3)
+    assert (satisfied + tolerating_or_better) / 2 / count == 0.5  # Apdex
+    assert s[("mlc_graphql_requests_total", (("category", "read"), ("outcome", "ok")))] == 3
+    assert s[("mlc_sql_statements_per_request_sum", (("category", "read"),))] == 12
+
+
+def test_errors_by_code_and_http_statuses() -> None:
+    metrics = Metrics()
+    metrics.observe_request("Submit", "write", 0.2, "rejected", error_codes=("BAD_USER_INPUT",))
+    metrics.observe_request(None, "read", 0.2, "error", error_codes=("INTERNAL_SERVER_ERROR",))
+    metrics.http_responses.labels("200").inc()
+    metrics.http_responses.labels("503").inc()
+    s = _samples(metrics)
+    assert s[("mlc_graphql_errors_total", (("code", "BAD_USER_INPUT"),))] == 1
+    assert s[("mlc_graphql_errors_total", (("code", "INTERNAL_SERVER_ERROR"),))] == 1
+    assert s[("mlc_http_responses_total", (("status", "503"),))] == 1
+    assert (
+        "mlc_graphql_request_duration_seconds_count",
+        (("category", "read"), ("operation", "anonymous")),
+    ) in s
+
+
+def test_operation_names_cannot_explode_the_series_count() -> None:
+    metrics = Metrics()
+    for n in range(MAX_OPERATION_LABELS + 50):
+        metrics.observe_request(f"Op{n}", "read", 0.01, "ok")
+    operations = {
+        dict(labels)["operation"]
+        for (name, labels) in _samples(metrics)
+        if name == "mlc_graphql_request_duration_seconds_count"
+    }
+    assert len(operations) == MAX_OPERATION_LABELS + 1
+    assert "other" in operations
+
+
+async def test_pool_gauges_show_connections_in_use(clean_db: asyncpg.Pool) -> None:
+    metrics = Metrics()
+    metrics.add_pool("primary", clean_db)
+    async with clean_db.acquire():
+        s = _samples(metrics)
+        assert s[("mlc_db_pool_connections", (("pool", "primary"), ("state", "in_use")))] >= 1
+        assert s[("mlc_db_pool_max_connections", (("pool", "primary"),))] == clean_db.get_max_size()
+
+
+def test_other_modules_counters_are_exposed() -> None:
+    metrics = Metrics()
+    for collector in redis_client.collectors():
+        metrics.register(collector)
+    text = metrics.render().decode()
+    assert "mlc_redis_up" in text
+    assert "mlc_websocket_connections 0.0" in text
+    assert "mlc_subscriptions_active 0.0" in text
+
+
+def test_guard_token_and_networks() -> None:
+    assert MetricsGuard.parse(None, None).allows("203.0.113.9", None)
+    token = MetricsGuard.parse("s3cret-scrape", None)
+    assert token.allows("203.0.113.9", "Bearer s3cret-scrape")
+    assert not token.allows("203.0.113.9", "Bearer wrong")
+    assert not token.allows("203.0.113.9", None)
+    nets = MetricsGuard.parse(None, "127.0.0.1/32, 10.0.0.0/8")
+    assert nets.allows("10.1.2.3", None)
+    assert not nets.allows("203.0.113.9", None)
+    assert not nets.allows(None, None)
+
+
+async def test_metrics_route_serves_prometheus_text_and_refuses_without_token() -> None:
+    metrics = Metrics()
+    metrics.observe_request("Ping", "read", 0.01, "ok")
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(metrics, MetricsGuard.parse("tok", None)))
+    async with TestClient(TestServer(app)) as client:
+        refused = await client.get("/metrics")
+        assert refused.status == 403
+        ok = await client.get("/metrics", headers={"Authorization": "Bearer tok"})
+        assert ok.status == 200
+        assert ok.headers["Content-Type"].startswith("text/plain")
+        assert (
+            'mlc_graphql_request_duration_seconds_bucket{category="read",le="0.5",operation="Ping"} 1.0'
+            in (await ok.text())
+        )
