@@ -1,0 +1,20 @@
+"""Typed keys of the app and request state (aiohttp's "no singletons"), in one place without import cycles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from mlc_graph.config import Settings
+from mlc_graph.events import EventBus
+from mlc_graph.pipeline import Pipeline
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+EVENTS = web.AppKey("events", EventBus)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+# Named services for resolvers (Redis, leaderboards, pub/sub...): handed to every Context as is.
+SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")
+REQUEST_ID = web.RequestKey("request_id", str)
