@@ -43,6 +43,7 @@ from mlc_graph.auth import AuthError, Principal, Role, bearer_token, decode_toke
 from mlc_graph.config import PoolSettings, Settings
 from mlc_graph.db import create_pool
 from mlc_graph.errors import ApiError
+from resolvers.leaderboards import pseudonym
 from resolvers.relay import decode_cursor, encode_cursor, expect_global_id
 from resolvers.relay import encode_global_id as _gid
 
@@ -83,14 +84,14 @@ def _pk(value: Any, type_name: str) -> int | None:
         return None
 
 
-def display_name(viewer: Principal, org_id: int, student_id: int, first: str, last: str) -> str:
-    """Real first name and initial inside the viewer's organization, a stable pseudonym outside it."""
-    if viewer.can_see_org(org_id):
-        return f"{first} {last[:1]}."
-    return f"Player {student_id * 2654435761 % 1_000_000:06d}"
+def display_name(secret: str, viewer: Principal, row: asyncpg.Record) -> str:
+    """First name and initial inside the viewer's organization, the server's pseudonym outside it."""
+    if viewer.can_see_org(row["org_id"]):
+        return f"{row['first_name']} {row['last_name'][:1]}."
+    return pseudonym(secret, row["student_id"])
 
 
-async def dashboard(sql: Sql, viewer: Principal, variables: Json) -> Json:
+async def dashboard(sql: Sql, viewer: Principal, variables: Json, secret: str) -> Json:
     """W1: teacher -> students(first) -> assignments(first: 10, status: ACTIVE) -> game -> category."""
     teacher_id = _pk(variables.get("id"), "Teacher")
     if teacher_id is None:
@@ -99,6 +100,8 @@ async def dashboard(sql: Sql, viewer: Principal, variables: Json) -> Json:
     if not found or not viewer.can_see_org(found[0]["org_id"]):
         return {"teacher": None}
     teacher = found[0]
+    if not viewer.is_staff:  # a student sees their teacher, not the class roster
+        return {"teacher": _teacher_json(teacher, 0, [])}
     first = int(variables.get("studentsFirst", 50))
     counted = await sql.fetch(COUNT_STUDENTS_BY_TEACHERS, [teacher_id])
     students = (await sql.fetch(SELECT_STUDENT_PAGES_BY_TEACHERS, [teacher_id], first + 1))[:first]
@@ -116,25 +119,25 @@ async def dashboard(sql: Sql, viewer: Principal, variables: Json) -> Json:
                 bucket.append(row)
         game_ids = list(dict.fromkeys(a["game_id"] for page in assignments.values() for a in page))
         if game_ids:
-            for g in await sql.fetch(SELECT_GAMES_BY_IDS, game_ids):
-                if g["status"] != "draft" or viewer.role is Role.ADMIN:
-                    games[g["id"]] = g
+            # An assigned game stays visible to the class even when it is a draft (as in resolvers).
+            games = {g["id"]: g for g in await sql.fetch(SELECT_GAMES_BY_IDS, game_ids)}
             category_ids = list(dict.fromkeys(g["category_id"] for g in games.values()))
             if category_ids:
                 categories = {c["id"]: c for c in await sql.fetch(SELECT_CATEGORIES_BY_IDS, category_ids)}
 
-    def game_json(game_id: int) -> Json | None:
-        g = games.get(game_id)
-        if g is None:
-            return None
-        c = categories.get(g["category_id"])
-        return {
-            "id": _gid("Game", g["id"]),
+    # Each game and category is rendered once and shared by every assignment that names it (orjson
+    # writes a shared dict at every place it appears), as any hand-written handler would do.
+    category_json = {cid: {"id": _gid("Category", cid), "name": c["name"]} for cid, c in categories.items()}
+    game_json: dict[int, Json] = {
+        gid: {
+            "id": _gid("Game", gid),
             "title": g["title"],
             "difficulty": g["difficulty"],
             "thumbnailUrl": g["thumbnail_url"],
-            "category": None if c is None else {"id": _gid("Category", c["id"]), "name": c["name"]},
+            "category": category_json.get(g["category_id"]),
         }
+        for gid, g in games.items()
+    }
 
     edges = [
         {
@@ -150,7 +153,7 @@ async def dashboard(sql: Sql, viewer: Principal, variables: Json) -> Json:
                                 "id": _gid("Assignment", a["id"]),
                                 "status": a["status"].upper(),
                                 "dueDate": a["due_date"],
-                                "game": game_json(a["game_id"]),
+                                "game": game_json.get(a["game_id"]),
                             }
                         }
                         for a in assignments.get(s["id"], ())
@@ -160,20 +163,29 @@ async def dashboard(sql: Sql, viewer: Principal, variables: Json) -> Json:
         }
         for s in students
     ]
+    return {"teacher": _teacher_json(teacher, counted[0]["n"] if counted else 0, edges)}
+
+
+def _teacher_json(teacher: asyncpg.Record, total: int, edges: list[Json]) -> Json:
     return {
-        "teacher": {
-            "id": _gid("Teacher", teacher["id"]),
-            "firstName": teacher["first_name"],
-            "lastName": teacher["last_name"],
-            "students": {"totalCount": counted[0]["n"] if counted else 0, "edges": edges},
-        }
+        "id": _gid("Teacher", teacher["id"]),
+        "firstName": teacher["first_name"],
+        "lastName": teacher["last_name"],
+        "students": {"totalCount": total, "edges": edges},
     }
 
 
-async def leaderboard(sql: Sql, viewer: Principal, variables: Json) -> Json:
-    """W2: the GLOBAL top 50 of a game from best_scores, and the viewer's own entry when a student."""
+async def leaderboard(sql: Sql, viewer: Principal, variables: Json, secret: str) -> Json:
+    """W2: the GLOBAL top 50 of a game from best_scores, and the viewer's own entry when a student.
+
+    Like the resolver, it checks the game exists and is visible, and looks up the viewer's rank only
+    when they are not already among the entries.
+    """
     game_id = _pk(variables.get("gameId"), "Game")
     if game_id is None:
+        return {"leaderboard": None}
+    game = await sql.fetch(SELECT_GAMES_BY_IDS, [game_id])
+    if not game or (game[0]["status"] == "draft" and viewer.role is not Role.ADMIN):
         return {"leaderboard": None}
     rows = await sql.fetch(SELECT_TOP_GLOBAL, game_id, LEADERBOARD_FIRST)
     entries = [
@@ -181,9 +193,7 @@ async def leaderboard(sql: Sql, viewer: Principal, variables: Json) -> Json:
             "rank": rank,
             "score": r["score"],
             "achievedAt": r["achieved_at"],
-            "displayName": display_name(
-                viewer, r["org_id"], r["student_id"], r["first_name"], r["last_name"]
-            ),
+            "displayName": display_name(secret, viewer, r),
             "student": (
                 {"id": _gid("Student", r["student_id"]), "firstName": r["first_name"]}
                 if viewer.can_see_student(r["student_id"], r["org_id"])
@@ -194,13 +204,17 @@ async def leaderboard(sql: Sql, viewer: Principal, variables: Json) -> Json:
     ]
     viewer_entry: Json | None = None
     if viewer.role is Role.STUDENT:
-        own = await sql.fetch(SELECT_RANK_GLOBAL, game_id, viewer.user_id)
-        if own:
-            viewer_entry = {"rank": own[0]["rank"], "score": own[0]["score"]}
+        mine = next((i for i, r in enumerate(rows) if r["student_id"] == viewer.user_id), None)
+        if mine is not None:
+            viewer_entry = {"rank": mine + 1, "score": rows[mine]["score"]}
+        else:
+            own = await sql.fetch(SELECT_RANK_GLOBAL, game_id, viewer.user_id)
+            if own:
+                viewer_entry = {"rank": own[0]["rank"], "score": own[0]["score"]}
     return {"leaderboard": {"entries": entries, "viewerEntry": viewer_entry}}
 
 
-async def library(sql: Sql, viewer: Principal, variables: Json) -> Json:
+async def library(sql: Sql, viewer: Principal, variables: Json, secret: str) -> Json:
     """W3: one page of a category's live games, newest first, with category and level names."""
     category_id = _pk(variables.get("categoryId"), "Category")
     if category_id is None:
@@ -241,7 +255,7 @@ async def library(sql: Sql, viewer: Principal, variables: Json) -> Json:
     return {"games": {"edges": edges, "pageInfo": info}}
 
 
-async def student(sql: Sql, viewer: Principal, variables: Json) -> Json:
+async def student(sql: Sql, viewer: Principal, variables: Json, secret: str) -> Json:
     """W4: one student by id, visible to staff of the student's organization."""
     student_id = _pk(variables.get("id"), "Student")
     if student_id is None:
@@ -262,7 +276,7 @@ async def student(sql: Sql, viewer: Principal, variables: Json) -> Json:
     }
 
 
-Answer = Callable[[Sql, Principal, Json], Awaitable[Json]]
+Answer = Callable[[Sql, Principal, Json, str], Awaitable[Json]]
 ROUTES: dict[str, Answer] = {"/w1": dashboard, "/w2": leaderboard, "/w3": library, "/w4": student}
 
 
@@ -288,7 +302,7 @@ def _handler(answer: Answer) -> Callable[[web.Request], Awaitable[web.Response]]
             return _refuse(400, "BAD_REQUEST", "body must be a JSON object of variables")
         async with request.app[POOL_KEY].acquire() as conn:
             sql = Sql(conn)
-            data = await answer(sql, viewer, variables)
+            data = await answer(sql, viewer, variables, request.app[SECRET_KEY])
         return web.Response(
             body=orjson.dumps({"data": data}),
             content_type="application/json",

@@ -15,9 +15,10 @@ from aiohttp.test_utils import TestServer
 
 from bench.floor import STATEMENTS_HEADER, create_app
 from bench.load import LoadResult, Target, percentile, run_load, sql_statements_in_body
-from bench.workloads import BY_KEY, Dataset, build_dataset, dashboard_workload
-from mlc_graph.auth import Role, issue_token
-from mlc_graph.config import PoolSettings
+from bench.workloads import BY_KEY, Dataset, Request, build_dataset, dashboard_workload
+from mlc_graph.auth import Principal, Role, issue_token
+from mlc_graph.config import DEV_JWT_SECRET, PoolSettings
+from resolvers.leaderboards import pseudonym
 from resolvers.relay import encode_global_id
 from tests.factories import (
     make_assignments,
@@ -27,8 +28,10 @@ from tests.factories import (
     make_students,
     make_teacher,
 )
+from tests.graphql_client import principal, run
 
-SECRET = "bench-harness-test-secret-0123456789"
+# The schema run in-process uses default Settings, whose secret also keys leaderboard pseudonyms.
+SECRET = DEV_JWT_SECRET
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ async def test_dashboard_answers_the_teachers_class_in_six_statements(
     assert [n["id"] for n in nodes] == [encode_global_id("Student", s) for s in world.students_a]
     assert list(nodes[0]) == ["id", "firstName", "lastName", "avatarUrl", "assignments"]
     first_assignments = [edge["node"] for edge in nodes[0]["assignments"]["edges"]]
-    # Only ACTIVE ones, soonest due first; the draft game reads as null for a teacher.
+    # Only ACTIVE ones, soonest due first; an assigned draft game stays visible to the class.
     assert [a["status"] for a in first_assignments] == ["ACTIVE", "ACTIVE", "ACTIVE"]
     assert first_assignments[0]["dueDate"] == "2026-12-01"
     games = [a["game"] for a in first_assignments]
@@ -118,7 +121,7 @@ async def test_dashboard_answers_the_teachers_class_in_six_statements(
             "name": games[0]["category"]["name"],
         },
     }
-    assert games[2] is None
+    assert games[2] is not None and games[2]["id"] == encode_global_id("Game", world.draft_game)
 
 
 async def test_dashboard_page_size_and_other_organizations(floor: TestServer, world: World) -> None:
@@ -144,7 +147,7 @@ async def test_leaderboard_hides_students_the_viewer_may_not_see(floor: TestServ
         token(Role.STUDENT, viewer, world.org_a),
     )
     assert status == 200
-    assert statements == "2"
+    assert statements == "2"  # the game, the top 50; the viewer is among them, so no rank lookup
     board = answer["data"]["leaderboard"]
     assert [(e["rank"], e["score"]) for e in board["entries"]] == [(1, 900), (2, 800), (3, 700)]
     assert board["entries"][2]["student"] == {
@@ -155,7 +158,7 @@ async def test_leaderboard_hides_students_the_viewer_may_not_see(floor: TestServ
     assert board["entries"][0]["student"] is None
     assert board["entries"][0]["displayName"] == "First2 L."
     assert board["entries"][1]["student"] is None
-    assert board["entries"][1]["displayName"].startswith("Player ")
+    assert board["entries"][1]["displayName"] == pseudonym(SECRET, world.student_b)
     assert board["entries"][0]["achievedAt"] == "2026-03-01T00:00:00+00:00"
     assert board["viewerEntry"] == {"rank": 3, "score": 700}
 
@@ -167,7 +170,25 @@ async def test_leaderboard_hides_students_the_viewer_may_not_see(floor: TestServ
     )
     assert answer["data"]["leaderboard"]["viewerEntry"] is None
     assert answer["data"]["leaderboard"]["entries"][0]["student"]["firstName"] == "First2"
-    assert statements == "1"
+    assert statements == "2"
+
+    # A student without a challenge score: the rank lookup runs and finds nothing.
+    without = world.students_a[2]
+    _, answer, statements = await ask(
+        floor,
+        "/w2",
+        {"gameId": encode_global_id("Game", world.games[0])},
+        token(Role.STUDENT, without, world.org_a),
+    )
+    assert answer["data"]["leaderboard"]["viewerEntry"] is None
+    assert statements == "3"
+    _, answer, _ = await ask(
+        floor,
+        "/w2",
+        {"gameId": encode_global_id("Game", world.draft_game)},
+        token(Role.STUDENT, without, world.org_a),
+    )
+    assert answer == {"data": {"leaderboard": None}}
 
 
 async def test_library_pages_newest_first_and_follows_its_cursor(floor: TestServer, world: World) -> None:
@@ -305,3 +326,49 @@ def test_statement_count_is_read_from_the_graphql_extensions() -> None:
 def test_load_targets_only_this_machine() -> None:
     with pytest.raises(ValueError, match="only targets this machine"):
         Target("graphql", "http://example.com:8000")
+
+
+async def _both(
+    floor: TestServer, pool: asyncpg.Pool, workload: str, variables: dict[str, Any], viewer: Principal
+) -> tuple[Any, Any]:
+    """The same request answered by the floor and by the GraphQL schema (same data, same viewer)."""
+    w = BY_KEY[workload]
+    minted = issue_token(SECRET, viewer.role, viewer.user_id, viewer.org_id)
+    _, from_floor, _ = await ask(floor, w.floor_path, w.floor_body(Request(variables, minted)), minted)
+    result, _ = await run(pool, w.document, variables, viewer)
+    assert result.errors is None
+    return from_floor["data"], orjson.loads(orjson.dumps(result.data))
+
+
+async def test_floor_answers_equal_the_graphql_answers(
+    floor: TestServer, world: World, pool: asyncpg.Pool
+) -> None:
+    teacher = principal("teacher", world.teacher_a, world.org_a)
+    from_floor, from_graphql = await _both(
+        floor, pool, "W1", {"id": encode_global_id("Teacher", world.teacher_a)}, teacher
+    )
+    assert from_floor == from_graphql
+
+    for viewer in (world.students_a[0], world.students_a[2]):
+        from_floor, from_graphql = await _both(
+            floor, pool, "W2", {"gameId": encode_global_id("Game", world.games[0])},
+            principal("student", viewer, world.org_a),
+        )  # fmt: skip
+        assert from_floor == from_graphql
+
+    category_id = encode_global_id("Category", world.category)
+    from_floor, from_graphql = await _both(
+        floor, pool, "W3", {"categoryId": category_id, "after": None}, teacher
+    )
+    assert from_floor == from_graphql
+    after = from_floor["games"]["pageInfo"]["endCursor"]
+    from_floor, from_graphql = await _both(
+        floor, pool, "W3", {"categoryId": category_id, "after": after}, teacher
+    )
+    assert from_floor == from_graphql
+
+    admin = principal("admin", world.teacher_a, world.org_a)
+    from_floor, from_graphql = await _both(
+        floor, pool, "W4", {"id": encode_global_id("Student", world.students_a[1])}, admin
+    )
+    assert from_floor == from_graphql
