@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+# Tests and benchmarks default to the local server; `make run` must see DATABASE_URL only when the
+# user set it, because without it the dev server starts an embedded PostgreSQL.
+pytest bench bench-quick: export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
 .PHONY: install run test lint typecheck pytest schema bench bench-quick assets clean
 
