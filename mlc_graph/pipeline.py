@@ -14,8 +14,9 @@ stages on `Pipeline.stages`; each stage is a plain callable (sync or async) taki
     after_execute   `req.result` known: actual cost, metrics; may add to `req.context.extensions`
 
 A stage refuses the request by raising `RequestRefused` (errors that carry `extensions.code`, the HTTP
-status, extra headers). Static limits that need nothing but the document (depth, aliases) are graphql-core
-validation rules: `Pipeline.add_validation_rule`, so their verdict is cached with the document.
+status, extra headers). Static limits that need nothing but the document are checks cached with it:
+`Pipeline.add_document_check` (a function of the parsed document returning errors, run before
+graphql-core's validation so an abusive document is refused cheaply) or `Pipeline.add_validation_rule`.
 
 Errors reach the client as they are when they are GraphQL's own (parse, validation, coercion) or an
 `ApiError`; `DatabaseUnavailableError` becomes SERVICE_UNAVAILABLE; anything else is masked as
@@ -116,6 +117,7 @@ class PreparedRequest:
 
 
 Stage = Callable[[PreparedRequest], Awaitable[None] | None]
+DocumentCheck = Callable[[DocumentNode], list[GraphQLError]]
 
 
 @dataclass(slots=True)
@@ -244,6 +246,7 @@ class Pipeline:
         self._rules: list[type[ASTValidationRule]] = list(specified_rules)
         if production:
             self._rules.append(NoSchemaIntrospectionCustomRule)
+        self._checks: list[DocumentCheck] = []
         self.allow_anonymous_introspection = allow_anonymous_introspection
         # Built in, and first: nothing else should spend effort on a caller who will be refused anyway.
         self.stages.before_execute.append(self.require_principal)
@@ -251,6 +254,11 @@ class Pipeline:
     def add_validation_rule(self, rule: type[ASTValidationRule]) -> None:
         """Register a static limit; cached verdicts are dropped because they did not apply it."""
         self._rules.append(rule)
+        self.cache.clear()
+
+    def add_document_check(self, check: DocumentCheck) -> None:
+        """Register a static limit run on the parsed document before validation (its verdict is cached)."""
+        self._checks.append(check)
         self.cache.clear()
 
     def document(self, text: str) -> ParsedDocument:
@@ -278,7 +286,9 @@ class Pipeline:
         if len(operations) == 1:
             # The sole operation is also what a request without operationName means.
             operations[None] = next(iter(operations.values()))
-        errors = validate(self.schema, document, self._rules, hide_suggestions=self.production)
+        errors = [error for check in self._checks for error in check(document)]
+        if not errors:
+            errors = validate(self.schema, document, self._rules, hide_suggestions=self.production)
         if errors:
             return ParsedDocument(
                 document, tuple(_validation_error(e) for e in errors), operations, frozenset()
@@ -465,6 +475,7 @@ def _unavailable() -> Outcome:
 __all__ = [
     "ApiError",
     "DocumentCache",
+    "DocumentCheck",
     "GraphQLParams",
     "Outcome",
     "ParsedDocument",

@@ -13,14 +13,15 @@ import orjson
 import pytest
 import strawberry
 from aiohttp.test_utils import TestClient
+from graphql import DocumentNode, GraphQLError
 
 from mlc_graph.auth import Principal, Role
 from mlc_graph.config import ConfigError, Settings
-from mlc_graph.context import make_context
+from mlc_graph.context import Context, make_context
 from mlc_graph.db import DatabaseUnavailableError, Executor, QueryStats
 from mlc_graph.errors import NotFoundError
 from mlc_graph.keys import PIPELINE
-from mlc_graph.pipeline import GraphQLParams, Pipeline, PreparedRequest
+from mlc_graph.pipeline import GraphQLParams, Pipeline, PreparedRequest, RequestRefused
 from tests import factories
 from tests.conftest import TENANT_TABLES
 from tests.conftest_http import (
@@ -373,15 +374,18 @@ def _tiny_schema() -> Any:
     return strawberry.Schema(query=_Query)._schema
 
 
-async def _run_tiny(pool: asyncpg.Pool, query: str, production: bool = False) -> tuple[Any, int]:
-    pipeline = Pipeline(_tiny_schema(), production=production, cache_size=8)
-    context = make_context(
+def _tiny_context(pool: asyncpg.Pool, production: bool = False) -> Context:
+    return make_context(
         Settings(env="production" if production else "development"),
         Executor(pool, QueryStats()),
         Principal(Role.TEACHER, 1, 1, "s"),
         request_id="req-42",
     )
-    outcome = await pipeline.run(PreparedRequest(GraphQLParams(query), context))
+
+
+async def _run_tiny(pool: asyncpg.Pool, query: str, production: bool = False) -> tuple[Any, int]:
+    pipeline = Pipeline(_tiny_schema(), production=production, cache_size=8)
+    outcome = await pipeline.run(PreparedRequest(GraphQLParams(query), _tiny_context(pool, production)))
     return outcome.body, outcome.status
 
 
@@ -513,3 +517,67 @@ async def test_workers_share_the_port_and_stop_on_sigterm(database_url: str) -> 
         process.send_signal(signal.SIGTERM)
         code, output = stop_server(process)
     assert code == 0, output
+
+
+# --- the extension points other parts plug into ------------------------------------------------------
+
+
+async def test_document_checks_run_before_validation_and_are_cached(pool: asyncpg.Pool) -> None:
+    pipeline = Pipeline(_tiny_schema(), production=False, cache_size=8)
+    seen: list[DocumentNode] = []
+
+    def too_deep(document: DocumentNode) -> list[GraphQLError]:
+        seen.append(document)
+        return [GraphQLError("Too deep", extensions={"code": "QUERY_TOO_DEEP"})]
+
+    pipeline.add_document_check(too_deep)
+    for _ in range(2):
+        outcome = await pipeline.run(PreparedRequest(GraphQLParams("{ ok }"), _tiny_context(pool)))
+        assert outcome.status == 400
+        assert outcome.legacy_status == 200
+        assert outcome.body["errors"][0]["extensions"]["code"] == "QUERY_TOO_DEEP"
+    assert len(seen) == 1
+
+
+async def test_stages_can_refuse_and_annotate(pool: asyncpg.Pool) -> None:
+    pipeline = Pipeline(_tiny_schema(), production=False, cache_size=8)
+
+    async def rate_limit(req: PreparedRequest) -> None:
+        if req.params.extensions and req.params.extensions.get("flood"):
+            raise RequestRefused(
+                GraphQLError("Slow down", extensions={"code": "RATE_LIMITED"}),
+                status=429,
+                headers={"Retry-After": "30"},
+            )
+
+    def cost(req: PreparedRequest) -> None:
+        assert req.operation is not None and req.document is not None
+        req.context.extensions["cost"] = {"requestedQueryCost": 1}
+
+    def actual(req: PreparedRequest) -> None:
+        assert req.result is not None
+        req.context.extensions["seen"] = req.result.data
+
+    pipeline.stages.before_parse.append(rate_limit)
+    pipeline.stages.before_execute.append(cost)
+    pipeline.stages.after_execute.append(actual)
+    refused = await pipeline.run(
+        PreparedRequest(GraphQLParams("{ ok }", extensions={"flood": True}), _tiny_context(pool))
+    )
+    assert (refused.status, refused.legacy_status, refused.headers) == (429, 429, {"Retry-After": "30"})
+    done = await pipeline.run(PreparedRequest(GraphQLParams("{ ok }"), _tiny_context(pool)))
+    assert done.body["extensions"]["cost"] == {"requestedQueryCost": 1}
+    assert done.body["extensions"]["seen"] == {"ok": 1}
+
+
+async def test_a_failing_stage_is_masked(pool: asyncpg.Pool) -> None:
+    pipeline = Pipeline(_tiny_schema(), production=False, cache_size=8)
+
+    def broken(_req: PreparedRequest) -> None:
+        raise KeyError("redis://secret-host")
+
+    pipeline.stages.before_execute.append(broken)
+    outcome = await pipeline.run(PreparedRequest(GraphQLParams("{ ok }"), _tiny_context(pool)))
+    assert outcome.status == 500
+    assert "secret-host" not in orjson.dumps(outcome.body).decode()
+    assert outcome.body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
