@@ -32,6 +32,7 @@ import asyncpg
 import orjson
 
 from bench import procstats
+from bench.costtime import cost_timings
 from bench.load import LoadResult, Target, run_load
 from bench.workloads import WORKLOADS, Dataset, Workload, dashboard_workload, load_dataset
 from mlc_graph.migrate import migrate
@@ -269,6 +270,43 @@ def aggregate(runs: Sequence[Measured]) -> dict[str, Any]:
     return out
 
 
+def workload_result(
+    w: Workload,
+    graphql_rounds: Sequence[Measured],
+    floor_rounds: Sequence[Measured],
+    graphql_single: Measured,
+    floor_single: Measured,
+    workers2: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One workload's line of results.json: GraphQL's medians, the floor's, and their ratio."""
+    g, f = aggregate(graphql_rounds), aggregate(floor_rounds)
+    gs, fs = graphql_single.summary(), floor_single.summary()
+    return {
+        "title": w.title,
+        "rps": g["rps"],
+        "p50_ms": g["p50_ms"],
+        "p95_ms": g["p95_ms"],
+        "p99_ms": g["p99_ms"],
+        "statements_per_request": g["statements_per_request"],
+        "errors": g["errors"] + gs["errors"],
+        "floor_rps": f["rps"],
+        "floor_p50_ms": f["p50_ms"],
+        "floor_p95_ms": f["p95_ms"],
+        "floor_p99_ms": f["p99_ms"],
+        "floor_statements_per_request": f["statements_per_request"],
+        "floor_errors": f["errors"] + fs["errors"],
+        "ratio": round(g["rps"] / f["rps"], 4) if g["rps"] and f["rps"] else None,
+        "single_client_p50_ms": gs["p50_ms"],
+        "single_client_p95_ms": gs["p95_ms"],
+        "floor_single_client_p95_ms": fs["p95_ms"],
+        "workers2_rps": (workers2 or {}).get("rps"),
+        "server_cpu_ms_per_request": g["server_cpu_ms_per_request"],
+        "floor_cpu_ms_per_request": f["server_cpu_ms_per_request"],
+        "detail": {"graphql": g, "floor": f, "graphql_1_client": gs, "floor_1_client": fs,
+                   "graphql_workers2": workers2},
+    }  # fmt: skip
+
+
 # --- the run ----------------------------------------------------------------------------------------
 
 
@@ -306,6 +344,7 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
     finally:
         await conn.close()
     workloads = [w for w in WORKLOADS if not opts.workloads or w.key in opts.workloads]
+    costs = cost_timings(dataset)
     bench = Bench(plan, dataset, opts.clients)
     env = server_env(url, opts.server_env, opts.redis_url)
 
@@ -384,35 +423,17 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
         procs.stop("graphql-2w")
     procs.stop("floor")
 
-    results: dict[str, Any] = {}
-    for w in workloads:
-        g = aggregate(rounds[(w.key, "graphql")])
-        f = aggregate(rounds[(w.key, "floor")])
-        gs, fs = single[(w.key, "graphql")].summary(), single[(w.key, "floor")].summary()
-        results[w.key] = {
-            "title": w.title,
-            "rps": g["rps"],
-            "p50_ms": g["p50_ms"],
-            "p95_ms": g["p95_ms"],
-            "p99_ms": g["p99_ms"],
-            "statements_per_request": g["statements_per_request"],
-            "errors": g["errors"] + gs["errors"],
-            "floor_rps": f["rps"],
-            "floor_p50_ms": f["p50_ms"],
-            "floor_p95_ms": f["p95_ms"],
-            "floor_p99_ms": f["p99_ms"],
-            "floor_statements_per_request": f["statements_per_request"],
-            "floor_errors": f["errors"] + fs["errors"],
-            "ratio": round(g["rps"] / f["rps"], 4) if g["rps"] and f["rps"] else None,
-            "single_client_p50_ms": gs["p50_ms"],
-            "single_client_p95_ms": gs["p95_ms"],
-            "floor_single_client_p95_ms": fs["p95_ms"],
-            "workers2_rps": workers2.get(w.key, {}).get("rps"),
-            "server_cpu_ms_per_request": g["server_cpu_ms_per_request"],
-            "floor_cpu_ms_per_request": f["server_cpu_ms_per_request"],
-            "detail": {"graphql": g, "floor": f, "graphql_1_client": gs, "floor_1_client": fs,
-                       "graphql_workers2": workers2.get(w.key)},
-        }  # fmt: skip
+    results = {
+        w.key: workload_result(
+            w,
+            rounds[(w.key, "graphql")],
+            rounds[(w.key, "floor")],
+            single[(w.key, "graphql")],
+            single[(w.key, "floor")],
+            workers2.get(w.key),
+        )
+        for w in workloads
+    }
     return {
         "mode": plan.name,
         "date": started_at.isoformat(timespec="seconds"),
@@ -433,6 +454,7 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
         "workloads": results,
         "page_size": page_size,
         "rss": rss,
+        "cost_analysis": costs,
     }
 
 
@@ -577,6 +599,13 @@ def markdown(run: dict[str, Any]) -> str:
             else "."
         ),
     ]
+    if run.get("cost_analysis"):
+        lines += ["", "Cost analysis per operation (in-process, the analyzer alone):", ""]
+        for key, c in run["cost_analysis"].items():
+            lines.append(
+                f"- {key}: requested cost {c['requested_cost']}, first pricing {c['uncached_ms']:.3f} ms, "
+                f"cached {c['cached_median_us']:.1f} us (median)"
+            )
     return "\n".join(lines) + "\n"
 
 

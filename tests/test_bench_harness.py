@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,6 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from bench.floor import STATEMENTS_HEADER, create_app
 from bench.load import LoadResult, Target, percentile, run_load, sql_statements_in_body
+from bench.run import Measured, workload_result, write_json, write_markdown
 from bench.workloads import BY_KEY, Dataset, Request, build_dataset, dashboard_workload
 from mlc_graph.auth import Principal, Role, issue_token
 from mlc_graph.config import DEV_JWT_SECRET, PoolSettings
@@ -372,3 +374,71 @@ async def test_floor_answers_equal_the_graphql_answers(
         floor, pool, "W4", {"id": encode_global_id("Student", world.students_a[1])}, admin
     )
     assert from_floor == from_graphql
+
+
+def _measured(rps: float, statements: int, latencies_ms: list[float]) -> Measured:
+    load = LoadResult("x", "W4", clients=32, requests=int(rps * 2), errors=0, elapsed=2.0)
+    load.latencies = [v / 1000 for v in latencies_ms]
+    load.statements, load.statement_samples = statements * load.requests, load.requests
+    load.response_bytes = 200 * load.requests
+    return Measured(load, server_cpu=1.0, postgres_cpu=0.5)
+
+
+def _fake_run(mode: str) -> dict[str, Any]:
+    workload = BY_KEY["W4"]
+    line = workload_result(
+        workload,
+        [_measured(400, 1, [1, 2, 3]), _measured(500, 1, [1, 2, 3]), _measured(450, 1, [2, 3, 4])],
+        [_measured(900, 1, [1, 1, 2])],
+        _measured(300, 1, [1, 2, 9]),
+        _measured(500, 1, [1, 1, 5]),
+        {"rps": 700.0},
+    )
+    return {
+        "mode": mode,
+        "date": "2026-11-27T08:00:00+00:00",
+        "seconds": 60,
+        "machine": {"nproc": 2, "cpu_model": "cpu", "memory_gb": 24.0, "kernel": "6", "python": "3.11",
+                    "postgresql": "15.2", "load_average_before": [0.5, 0.4, 0.3]},
+        "database": "mlc_bench",
+        "seed": {"seeded_now": False},
+        "plan": {"clients": 32, "rounds": 3, "seconds_per_round": 12.0, "single_client_seconds": 8.0,
+                 "warmup_seconds": 5.0, "server_env": [], "redis": False},
+        "git": "abc1234",
+        "workloads": {"W4": line},
+        "page_size": {},
+        "rss": {"graphql_idle_mb": 80.0, "graphql_after_load_mb": 90.0, "floor_after_load_mb": 40.0},
+        "cost_analysis": {"W4": {"requested_cost": 1, "uncached_ms": 0.1, "cached_median_us": 2.0}},
+    }  # fmt: skip
+
+
+def test_results_take_medians_of_rounds_and_the_ratio_to_the_floor() -> None:
+    line = _fake_run("full")["workloads"]["W4"]
+    assert line["rps"] == 450.0
+    assert line["floor_rps"] == 900.0
+    assert line["ratio"] == 0.5
+    assert line["p95_ms"] == 3.0
+    assert line["single_client_p95_ms"] == 9.0
+    assert line["statements_per_request"] == 1.0
+    assert line["workers2_rps"] == 700.0
+
+
+def test_results_files_keep_notes_and_the_other_mode(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\nProfile notes written by hand.\n")
+    write_markdown(results, _fake_run("full"))
+    write_markdown(results, _fake_run("quick"))
+    write_markdown(results, _fake_run("full"))
+    text = results.read_text()
+    assert "Profile notes written by hand." in text
+    assert text.count("<!-- bench:full:begin -->") == 1
+    assert text.count("<!-- bench:quick:begin -->") == 1
+    assert "| W4 one student by id | 450.0 | 900.0 | 50 % |" in text
+    assert "cached 2.0 us" in text
+
+    data = tmp_path / "results.json"
+    write_json(data, _fake_run("full"))
+    write_json(data, _fake_run("quick"))
+    saved = orjson.loads(data.read_bytes())
+    assert set(saved) == {"full", "quick"}
+    assert saved["full"]["workloads"]["W4"]["ratio"] == 0.5
