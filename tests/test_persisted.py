@@ -1,0 +1,157 @@
+"""Persisted operations: APQ registration and lookup, trusted documents, the stores and `persist`."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from mlc_graph.config import Settings
+from mlc_graph.persisted import (
+    LayeredStore,
+    MemoryStore,
+    PersistedQueries,
+    RedisStore,
+    TableStore,
+    build,
+    document_hash,
+    documents_of,
+    persist_files,
+    warm,
+)
+from mlc_graph.pipeline import RequestRefused
+from tests.conftest import REDIS_URL
+
+QUERY = "query Me { viewer { role } }"
+SHA = document_hash(QUERY)
+
+
+def apq(sha256: str = SHA, version: Any = 1) -> dict[str, Any]:
+    return {"persistedQuery": {"version": version, "sha256Hash": sha256}}
+
+
+def code(refused: pytest.ExceptionInfo[RequestRefused]) -> str:
+    extensions = refused.value.errors[0].extensions or {}
+    return str(extensions["code"])
+
+
+@pytest.fixture
+async def documents_table(pool: asyncpg.Pool) -> asyncpg.Pool:
+    await pool.execute("TRUNCATE persisted_documents")
+    return pool
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+def test_hash_is_hex_sha256_of_utf8() -> None:
+    assert document_hash("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    assert document_hash("{ é }") == hashlib.sha256("{ é }".encode()).hexdigest()
+
+
+async def test_apq_round_trip_in_memory() -> None:
+    stage = PersistedQueries(LayeredStore([memory := MemoryStore()]), memory)
+    with pytest.raises(RequestRefused) as refused:
+        await stage.resolve(None, apq())
+    assert code(refused) == "PERSISTED_QUERY_NOT_FOUND"
+    assert refused.value.errors[0].message == "PersistedQueryNotFound"  # what Apollo clients match on
+    assert await stage.resolve(QUERY, apq()) == QUERY  # registers
+    assert await stage.resolve(None, apq()) == QUERY
+    assert await stage.resolve(QUERY, None) == QUERY  # plain queries still run outside trusted mode
+
+
+@pytest.mark.parametrize(
+    ("query", "extensions", "expected"),
+    [
+        ("{ a }", apq(), "PERSISTED_QUERY_HASH_MISMATCH"),
+        (None, apq(version=2), "PERSISTED_QUERY_NOT_SUPPORTED"),
+        (None, apq("not-a-hash"), "PERSISTED_QUERY_NOT_SUPPORTED"),
+        (None, {"persistedQuery": "x"}, "PERSISTED_QUERY_NOT_SUPPORTED"),
+        (None, apq(SHA.upper()), "PERSISTED_QUERY_NOT_SUPPORTED"),
+    ],
+)
+async def test_malformed_persisted_queries(
+    query: str | None, extensions: dict[str, Any], expected: str
+) -> None:
+    stage = PersistedQueries(LayeredStore([memory := MemoryStore()]), memory)
+    with pytest.raises(RequestRefused) as refused:
+        await stage.resolve(query, extensions)
+    assert code(refused) == expected
+
+
+async def test_memory_store_is_bounded() -> None:
+    store = MemoryStore(max_entries=2)
+    for text in ("a", "b", "c"):
+        await store.put(document_hash(text), text)
+    assert len(store) == 2
+    assert await store.get(document_hash("a")) is None
+    assert await store.get(document_hash("c")) == "c"
+
+
+async def test_redis_store_is_shared_between_instances(redis: Redis) -> None:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    first = PersistedQueries(LayeredStore([m1 := MemoryStore(), RedisStore(redis, prefix)]), m1)
+    second = PersistedQueries(LayeredStore([m2 := MemoryStore(), RedisStore(redis, prefix)]), m2)
+    await first.resolve(QUERY, apq())
+    assert await second.resolve(None, apq()) == QUERY
+    assert m2.peek(SHA) == QUERY  # copied into the process cache on the way up
+    assert await redis.ttl(prefix + SHA) > 0  # APQ entries expire
+    await redis.delete(prefix + SHA)
+
+
+async def test_trusted_mode_runs_only_registered_documents(documents_table: asyncpg.Pool) -> None:
+    settings = replace(Settings(), trusted_documents_only=True)
+    stage = build(settings, documents_table, None)
+    for query, extensions in ((QUERY, None), (None, apq()), (QUERY, apq())):
+        with pytest.raises(RequestRefused) as refused:
+            await stage.resolve(query, extensions)
+        assert code(refused) == "PERSISTED_QUERY_NOT_ALLOWED"
+    await TableStore(documents_table).put(SHA, QUERY, "Me")
+    fresh = build(settings, documents_table, None)  # a new instance: misses are remembered briefly
+    assert await fresh.resolve(None, apq()) == QUERY
+    assert await fresh.resolve(QUERY, None) == QUERY
+    assert await fresh.resolve(QUERY, apq()) == QUERY
+
+
+async def test_warm_loads_registered_documents(documents_table: asyncpg.Pool) -> None:
+    await TableStore(documents_table).put(SHA, QUERY, "Me")
+    stage = build(Settings(), None, None)
+    assert await warm(stage, documents_table) == 1
+    assert await stage.resolve(None, apq()) == QUERY
+
+
+def test_documents_of_a_file_with_several_operations() -> None:
+    text = """
+    query A { viewer { ...Who } }
+    query B { categories { id } }
+    fragment Who on Viewer { role }
+    """
+    found = documents_of(text)
+    assert found[0] == ("A, B", text)
+    assert [name for name, _ in found[1:]] == ["A", "B"]
+    assert "fragment Who on Viewer" in found[1][1]
+    assert "fragment" not in found[2][1]
+    assert documents_of(QUERY) == [("Me", QUERY)]
+
+
+async def test_persist_registers_files_in_the_table(
+    documents_table: asyncpg.Pool, database_url: str, redis: Redis
+) -> None:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    settings = replace(Settings(), database_url=database_url, redis_url=REDIS_URL, redis_prefix=prefix)
+    registered = await persist_files(settings, [("me.graphql", QUERY)])
+    assert registered == [(SHA, "Me", "me.graphql")]
+    assert await TableStore(documents_table).get(SHA) == QUERY
+    assert (await redis.get(prefix + "trusted:" + SHA)) == QUERY.encode()
+    assert await persist_files(settings, [("me.graphql", QUERY)]) == registered  # idempotent
+    await redis.delete(prefix + "trusted:" + SHA)
