@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -39,8 +40,6 @@ _CONTENT_TYPES = {
 READY_TIMEOUT_SECONDS = 1.0
 # Readiness probe statement: trivially constant, kept beside the only code that runs it.
 PING_SQL = "SELECT 1"
-_MAX_ACCEPT_CACHE = 256
-_accept_cache: dict[str, tuple[str | None, bool]] = {}
 
 
 class BadRequest(Exception):  # noqa: N818 - it is the HTTP status's name
@@ -114,13 +113,8 @@ def _parse_accept(header: str) -> dict[str, float]:
     return weights
 
 
-def negotiate(accept: str | None) -> tuple[str | None, bool]:
-    """(response media type or None when nothing acceptable, whether the caller prefers HTML)."""
-    if not accept:
-        return JSON, False
-    cached = _accept_cache.get(accept)
-    if cached is not None:
-        return cached
+@lru_cache(maxsize=256)
+def _negotiate(accept: str) -> tuple[str | None, bool]:
     weights = _parse_accept(accept)
     wildcard = max(weights.get("*/*", 0.0), weights.get("application/*", 0.0))
     graphql_q = weights.get(GRAPHQL_RESPONSE, wildcard)
@@ -135,10 +129,18 @@ def negotiate(accept: str | None) -> tuple[str | None, bool]:
         media = JSON
     else:
         media = GRAPHQL_RESPONSE
-    result = (media, html_q > 0 and html_q >= max(graphql_q, json_q))
-    if len(_accept_cache) < _MAX_ACCEPT_CACHE:
-        _accept_cache[accept] = result
-    return result
+    return media, html_q > 0 and html_q >= max(graphql_q, json_q)
+
+
+def negotiate(accept: str | None) -> tuple[str | None, bool]:
+    """(response media type or None when nothing acceptable, whether the caller prefers HTML).
+
+    Without an Accept header the answer is application/json, as the spec asks of servers that still
+    serve legacy clients. Clients send a handful of distinct Accept values: the verdict is memoized.
+    """
+    if not accept:
+        return JSON, False
+    return _negotiate(accept)
 
 
 def _object_member(value: Any, name: str) -> dict[str, Any] | None:
