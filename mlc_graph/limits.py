@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -35,6 +36,7 @@ from graphql.language import Node
 from graphql.validation import MaxIntrospectionDepthRule
 
 from mlc_graph.config import Settings
+from mlc_graph.keys import PIPELINE, SETTINGS
 
 # Introspection is bounded by MaxIntrospectionDepthRule and the schema's own size, not by max_depth
 # (GraphiQL's introspection query nests `ofType` nine levels deep).
@@ -193,3 +195,10 @@ class IntrospectionDepthRule(MaxIntrospectionDepthRule):
 def document_check(settings: Settings) -> Callable[[DocumentNode], list[GraphQLError]]:
     limits = Limits.from_settings(settings)
     return lambda document: check_document(document, limits)
+
+
+def install(app: web.Application) -> None:
+    """App feature: the limits run on every newly seen document, before validation."""
+    pipeline = app[PIPELINE]
+    pipeline.add_document_check(document_check(app[SETTINGS]))
+    pipeline.add_validation_rule(IntrospectionDepthRule)

@@ -10,7 +10,8 @@ stages on `Pipeline.stages`; each stage is a plain callable (sync or async) taki
     before_parse    the document text may not be known yet: persisted queries fill `req.params.query`
                     from a hash, rate limits by principal or address refuse early
     before_execute  document valid, operation and variables known: authentication of anonymous
-                    callers (built in, first), then cost budgets and variable-dependent limits
+                    callers (built in, first), then cost budgets and variable-dependent limits;
+                    a stage that sets `req.result` answers in place of execution (cost dry run)
     after_execute   `req.result` known: actual cost, metrics; may add to `req.context.extensions`
 
 A stage refuses the request by raising `RequestRefused` (errors that carry `extensions.code`, the HTTP
@@ -369,19 +370,22 @@ class Pipeline:
             done = stage(req)
             if done is not None:
                 await done
-        result = execute(
-            self.schema,
-            parsed.document,  # type: ignore[arg-type]  # not None once validation passed
-            None,
-            req.context,
-            req.params.variables,
-            name,
-            hide_suggestions=self.production,
-        )
-        if isawaitable(result):
-            result = await result
-        assert isinstance(result, ExecutionResult)
-        req.result = result
+        # A stage that already set a result (the cost dry run) answers instead of execution.
+        if req.result is None:
+            executed = execute(
+                self.schema,
+                parsed.document,  # type: ignore[arg-type]  # not None once validation passed
+                None,
+                req.context,
+                req.params.variables,
+                name,
+                hide_suggestions=self.production,
+            )
+            if isawaitable(executed):
+                executed = await executed
+            assert isinstance(executed, ExecutionResult)
+            req.result = executed
+        result = req.result
         for stage in self.stages.after_execute:
             done = stage(req)
             if done is not None:
