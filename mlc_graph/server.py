@@ -22,7 +22,6 @@ from types import FrameType
 
 from aiohttp import web
 
-from mlc_graph.app import create_app
 from mlc_graph.config import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +57,10 @@ def _tune_gc() -> None:
 
 
 async def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> int:
+    # Imported where the app is built: the supervising parent never loads the GraphQL layer (it would
+    # only cost start-up time and memory in a process that serves nothing).
+    from mlc_graph.app import create_app
+
     app = create_app(settings)
     runner = web.AppRunner(
         app,

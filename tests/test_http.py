@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
@@ -513,6 +514,22 @@ async def test_workers_share_the_port_and_stop_on_sigterm(database_url: str) -> 
                 break
             await asyncio.sleep(0.05)
         assert len(pids) == 2
+        # A worker that dies is replaced by the supervisor, and the port keeps answering meanwhile.
+        victim = pids.pop()
+        os.kill(victim, signal.SIGKILL)
+        fresh: set[int] = set()
+        for _ in range(400):
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{port}/healthz") as response,
+            ):
+                assert response.status == 200
+                fresh.add((await response.json())["pid"])
+            if fresh - pids - {victim}:
+                break
+            await asyncio.sleep(0.05)
+        assert fresh - pids - {victim}, "the dead worker was not replaced"
+        assert victim not in fresh
     finally:
         process.send_signal(signal.SIGTERM)
         code, output = stop_server(process)
@@ -520,6 +537,13 @@ async def test_workers_share_the_port_and_stop_on_sigterm(database_url: str) -> 
 
 
 # --- the extension points other parts plug into ------------------------------------------------------
+
+
+async def test_token_limit_is_the_parser_s(pool: asyncpg.Pool) -> None:
+    pipeline = Pipeline(_tiny_schema(), production=False, cache_size=8, max_tokens=20)
+    outcome = await pipeline.run(PreparedRequest(GraphQLParams("{ " + "ok " * 50 + "}"), _tiny_context(pool)))
+    assert outcome.status == 400
+    assert outcome.body["errors"][0]["extensions"]["code"] == "TOKEN_LIMIT_EXCEEDED"
 
 
 async def test_document_checks_run_before_validation_and_are_cached(pool: asyncpg.Pool) -> None:
