@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -43,6 +44,7 @@ from mlc_graph.auth import AuthError, Principal, Role, bearer_token, decode_toke
 from mlc_graph.config import PoolSettings, Settings
 from mlc_graph.db import create_pool
 from mlc_graph.errors import ApiError
+from mlc_graph.server import GC_GEN0_THRESHOLD
 from resolvers.leaderboards import pseudonym
 from resolvers.relay import decode_cursor, encode_cursor, expect_global_id
 from resolvers.relay import encode_global_id as _gid
@@ -333,6 +335,14 @@ def create_app(database_url: str, secret: str, pool: PoolSettings | None = None)
     return app
 
 
+def _tune_gc() -> None:
+    """The server's start-up GC settings (mlc_graph.server), so runtime tuning is not a difference."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 async def serve(host: str, port: int, settings: Settings) -> None:
     app = create_app(settings.database_url, settings.jwt_secret, settings.pool)
     runner = web.AppRunner(app, access_log=None)
@@ -342,6 +352,7 @@ async def serve(host: str, port: int, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    _tune_gc()
     print(f"floor listening on http://{host}:{port}", flush=True)
     try:
         await stop.wait()

@@ -368,7 +368,7 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
         for t in (graphql, floor):
             await bench.measure(t, pids[t.name], w, opts.clients, plan.warmup)
 
-    print(f"throughput: {opts.clients} clients, {plan.rounds} round(s) of {plan.duration:.0f} s", flush=True)
+    print(f"throughput: {opts.clients} clients, {plan.rounds} round(s) of {plan.duration:g} s", flush=True)
     rounds: dict[tuple[str, str], list[Measured]] = {}
     for _ in range(plan.rounds):
         for w in workloads:
@@ -407,7 +407,7 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
         target2 = Target("graphql2w", f"http://127.0.0.1:{gql_port}")
         await asyncio.sleep(1.0)  # both workers listening before load starts
         print(
-            f"--workers 2: {opts.clients} clients, {plan.rounds} round(s) of {plan.workers2_duration:.0f} s"
+            f"--workers 2: warm-up, then {plan.rounds} round(s) of {plan.workers2_duration:g} s", flush=True
         )
         for w in workloads:
             await bench.measure(target2, gql2.pid, w, opts.clients, plan.warmup)
@@ -555,8 +555,8 @@ def markdown(run: dict[str, Any]) -> str:
         f"{m['load_average_before'][0]} at the start. "
         f"Database `{run['database']}` at district scale. {plan['clients']} concurrent keep-alive clients, "
         f"{plan['rounds']} round(s) of "
-        f"{plan['seconds_per_round']:.0f} s per workload and target (medians), 1-client runs of "
-        f"{plan['single_client_seconds']:.0f} s; the whole run took {run['seconds']} s."
+        f"{plan['seconds_per_round']:g} s per workload and target (medians), 1-client runs of "
+        f"{plan['single_client_seconds']:g} s; the whole run took {run['seconds']} s."
         + (f" Server env: {', '.join(plan['server_env'])}." if plan["server_env"] else "")
         + (" REDIS_URL set." if plan["redis"] else " No REDIS_URL (in-process fallbacks)."),
         "",
@@ -594,7 +594,7 @@ def markdown(run: dict[str, Any]) -> str:
         f"Server RSS: {rss.get('graphql_idle_mb')} MB idle, {rss.get('graphql_after_load_mb')} MB after load "
         f"(floor {rss.get('floor_after_load_mb')} MB)"
         + (
-            f"; with --workers 2 (supervisor, workers): {rss['graphql_workers2_mb']} MB."
+            f"; with --workers 2, per process of the server's tree: {rss['graphql_workers2_mb']} MB."
             if rss.get("graphql_workers2_mb")
             else "."
         ),
@@ -669,8 +669,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_dir = Path(tempfile.mkdtemp(prefix="run-", dir=log_dir))
     procs = Processes(log_dir)
-    # SIGTERM stops the run like Ctrl-C does, so the finally below still stops the servers.
+    # SIGTERM stops the run like Ctrl-C does, so the finally below still stops the servers; SIGINT is
+    # restored in case a parent shell started us with it ignored (background jobs do).
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         run = asyncio.run(run_bench(opts, procs))
     except KeyboardInterrupt:
