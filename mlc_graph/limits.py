@@ -5,7 +5,8 @@ Each refusal carries its own `extensions.code`:
     TOO_MANY_ALIASES          more aliased fields in the document than max_aliases
     TOO_MANY_DIRECTIVES       more directives on one field or fragment than max_directives_per_field
     TOO_MANY_REPEATED_FIELDS  one response key selected more than max_repeated_fields times in one object
-    INTROSPECTION_TOO_DEEP    graphql-core's MaxIntrospectionDepthRule (`fields { type { fields ...` bombs)
+Introspection bombs (`__schema { types { fields { type { fields ...`) are refused by graphql-core's own
+MaxIntrospectionDepthRule, one of its specified rules (GRAPHQL_VALIDATION_FAILED).
 The token limit is the parser's (`max_tokens`, mlc_graph.pipeline), so a huge document is refused before an
 AST is built; body size and batching are the view's.
 
@@ -33,7 +34,6 @@ from graphql import (
     SelectionSetNode,
 )
 from graphql.language import Node
-from graphql.validation import MaxIntrospectionDepthRule
 
 from mlc_graph.config import Settings
 from mlc_graph.keys import PIPELINE, SETTINGS
@@ -184,14 +184,6 @@ def check_document(document: DocumentNode, limits: Limits) -> list[GraphQLError]
     return errors
 
 
-class IntrospectionDepthRule(MaxIntrospectionDepthRule):
-    """graphql-core's rule against `__schema { types { fields { type { fields ...` with our error code."""
-
-    def report_error(self, error: GraphQLError) -> None:
-        error.extensions = {**(error.extensions or {}), "code": "INTROSPECTION_TOO_DEEP"}
-        super().report_error(error)
-
-
 def document_check(settings: Settings) -> Callable[[DocumentNode], list[GraphQLError]]:
     limits = Limits.from_settings(settings)
     return lambda document: check_document(document, limits)
@@ -199,6 +191,4 @@ def document_check(settings: Settings) -> Callable[[DocumentNode], list[GraphQLE
 
 def install(app: web.Application) -> None:
     """App feature: the limits run on every newly seen document, before validation."""
-    pipeline = app[PIPELINE]
-    pipeline.add_document_check(document_check(app[SETTINGS]))
-    pipeline.add_validation_rule(IntrospectionDepthRule)
+    app[PIPELINE].add_document_check(document_check(app[SETTINGS]))

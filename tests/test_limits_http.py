@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from graphql import get_introspection_query, parse, validate
 
 from bench.workloads import WORKLOADS
-from mlc_graph.limits import IntrospectionDepthRule, Limits, check_document
+from mlc_graph import limits, persisted
+from mlc_graph.app import create_app
+from mlc_graph.cost import stage as cost_stage
+from mlc_graph.db import QueryStats
+from mlc_graph.keys import PIPELINE
+from mlc_graph.limits import Limits, check_document
+from mlc_graph.pipeline import PreparedRequest
 from resolvers.schema import schema
+from tests.conftest_http import GRAPHQL_RESPONSE, bearer, http_settings
+from tests.test_cost import BOMB
 
 LIMITS = Limits()
+INTROSPECTION_BOMB = "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }"
 
 
 def codes(query: str, limits: Limits = LIMITS) -> list[str]:
@@ -31,7 +46,7 @@ def test_product_documents_pass(workload: object) -> None:
 def test_introspection_query_passes_every_limit() -> None:
     document = parse(get_introspection_query(descriptions=True))
     assert check_document(document, LIMITS) == []
-    assert validate(schema._schema, document, [IntrospectionDepthRule]) == []
+    assert validate(schema._schema, document) == []
 
 
 def test_depth_counts_relay_wrappers_and_fragments() -> None:
@@ -77,7 +92,154 @@ def test_repeated_fields_count_through_inline_fragments() -> None:
     assert codes(deep) == ["TOO_MANY_REPEATED_FIELDS"]
 
 
-def test_introspection_bomb_has_its_own_code() -> None:
-    bomb = "{ __schema { types { fields { type { fields { type { fields { type { fields { name } } } } } } } } } }"
-    errors = validate(schema._schema, parse(bomb), [IntrospectionDepthRule])
-    assert [e.extensions["code"] for e in errors] == ["INTROSPECTION_TOO_DEEP"]  # type: ignore[index]
+def test_introspection_bombs_are_refused_by_graphql_cores_rule() -> None:
+    errors = validate(schema._schema, parse(INTROSPECTION_BOMB))
+    assert [e.message for e in errors] == ["Maximum introspection depth exceeded"]
+
+
+# --- over HTTP: status, code, no database work, and the server keeps answering ------------------------
+
+Client = TestClient[Any, Any]
+VIEWER = "{ viewer { role } }"
+SEEN: list[QueryStats] = []
+
+
+def record_stats(app: web.Application) -> None:
+    """Test feature: keep each request's statement counter to prove refusals never reach the database."""
+
+    def stage(req: PreparedRequest) -> None:
+        SEEN.append(req.context.stats)
+
+    app[PIPELINE].stages.before_parse.insert(0, stage)
+
+
+FEATURES = [record_stats, limits.install, cost_stage.install, persisted.install]
+
+
+@pytest.fixture(scope="module")
+async def client(database_url: str) -> AsyncIterator[Client]:
+    settings = http_settings(database_url, max_body_bytes=200_000, batching_enabled=True)
+    async with TestClient(TestServer(create_app(settings, features=FEATURES))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def auth() -> dict[str, str]:
+    return bearer("teacher", 1, 1)
+
+
+async def post(
+    client: Client, payload: Any, auth: dict[str, str], media: str = GRAPHQL_RESPONSE, **headers: str
+) -> tuple[int, Any]:
+    SEEN.clear()
+    response = await client.post("/graphql", json=payload, headers={**auth, "Accept": media, **headers})
+    return response.status, orjson.loads(await response.read())
+
+
+async def still_answers(client: Client, auth: dict[str, str]) -> None:
+    status, payload = await post(client, {"query": VIEWER}, auth)
+    assert (status, payload["data"]) == (200, {"viewer": {"role": "TEACHER"}})
+
+
+ATTACKS = {
+    "QUERY_TOO_DEEP": nested(16),
+    "TOO_MANY_ALIASES": "{ " + " ".join(f"a{i}: __typename" for i in range(31)) + " }",
+    "TOO_MANY_DIRECTIVES": "{ __typename " + "@skip(if: false) " * 6 + "}",
+    "TOO_MANY_REPEATED_FIELDS": "{ " + "__typename " * 11 + "}",
+    "TOKEN_LIMIT_EXCEEDED": "{ " + "__typename " * 5001 + "}",
+    "GRAPHQL_VALIDATION_FAILED": INTROSPECTION_BOMB,
+    "QUERY_TOO_COMPLEX": BOMB,
+}
+
+
+@pytest.mark.parametrize(("expected", "query"), ATTACKS.items(), ids=list(ATTACKS))
+async def test_each_limit_refuses_without_touching_the_database(
+    client: Client, auth: dict[str, str], expected: str, query: str
+) -> None:
+    status, payload = await post(client, {"query": query}, auth)
+    assert status == 400
+    assert "data" not in payload
+    assert payload["errors"][0]["extensions"]["code"] == expected
+    assert [stats.statements for stats in SEEN] == [0]
+    # application/json clients get the spec's 200 for GraphQL request errors.
+    status, payload = await post(client, {"query": query}, auth, media="application/json")
+    assert (status, payload["errors"][0]["extensions"]["code"]) == (200, expected)
+    await still_answers(client, auth)
+
+
+async def test_over_budget_names_cost_budget_and_path(client: Client, auth: dict[str, str]) -> None:
+    _, payload = await post(client, {"query": BOMB}, auth)
+    extensions = payload["errors"][0]["extensions"]
+    assert (extensions["cost"], extensions["budget"]) == (10301, 5000)
+    assert extensions["path"] == "games.edges.node.category.games"
+
+
+async def test_budget_counts_variables(client: Client, auth: dict[str, str]) -> None:
+    query = "query($n: Int) { games(first: $n) { edges { node { category { games(first: $n) { edges { node { id } } } } } } } }"
+    status, payload = await post(client, {"query": query, "variables": {"n": 100}}, auth)
+    assert (status, payload["errors"][0]["extensions"]["code"]) == (400, "QUERY_TOO_COMPLEX")
+    status, payload = await post(client, {"query": query, "variables": {"n": 10}}, auth)
+    assert status == 200
+    assert payload["extensions"]["cost"]["requestedQueryCost"] == 1 + 10 * (3 + 10)
+
+
+async def test_executed_responses_carry_cost(client: Client, auth: dict[str, str]) -> None:
+    status, payload = await post(
+        client, {"query": "{ viewer { role teacher { id } } categories { name } }"}, auth
+    )
+    assert status == 200
+    cost = payload["extensions"]["cost"]
+    # viewer 1 + teacher 1, categories: 20 assumed x 1; actually returned: viewer only (no such teacher)
+    assert cost["budget"] == 5000
+    assert cost["requestedQueryCost"] >= cost["actualQueryCost"] >= 1
+    assert "fields" not in cost
+
+
+async def test_include_fields_header_adds_the_breakdown(client: Client, auth: dict[str, str]) -> None:
+    _, payload = await post(
+        client, {"query": BOMB.replace("100", "5")}, auth, **{"X-Cost-Include-Fields": "true"}
+    )
+    fields = {entry["path"]: entry for entry in payload["extensions"]["cost"]["fields"]}
+    assert fields["games.edges.node.category.games"]["count"] == 5
+
+
+@pytest.mark.parametrize("how", ["header", "extensions"])
+async def test_dry_run_prices_without_executing(client: Client, auth: dict[str, str], how: str) -> None:
+    payload: dict[str, Any] = {"query": "{ games(first: 30) { edges { node { id } } } }"}
+    headers = {"X-Cost-Dry-Run": "true"} if how == "header" else {}
+    if how == "extensions":
+        payload["extensions"] = {"dryRun": True}
+    status, answer = await post(client, payload, auth, **headers)
+    assert status == 200
+    assert answer["data"] is None
+    assert answer["extensions"]["cost"] == {"requestedQueryCost": 31, "actualQueryCost": 0, "budget": 5000}
+    assert [stats.statements for stats in SEEN] == [0]
+
+
+async def test_oversized_body_and_batches(client: Client, auth: dict[str, str]) -> None:
+    status, payload = await post(client, {"query": "{ __typename }", "pad": "x" * 300_000}, auth)
+    assert (status, payload["errors"][0]["extensions"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    status, payload = await post(client, [{"query": VIEWER}] * 11, auth)
+    assert (status, payload["errors"][0]["extensions"]["code"]) == (400, "BATCH_LIMIT_EXCEEDED")
+    status, payload = await post(client, [{"query": VIEWER}] * 2, auth)
+    assert status == 200
+    assert [p["data"] for p in payload] == [{"viewer": {"role": "TEACHER"}}] * 2
+    await still_answers(client, auth)
+
+
+async def test_batching_is_off_by_default(database_url: str, auth: dict[str, str]) -> None:
+    async with TestClient(TestServer(create_app(http_settings(database_url), features=FEATURES))) as plain:
+        status, payload = await post(plain, [{"query": VIEWER}], auth)
+        assert (status, payload["errors"][0]["extensions"]["code"]) == (400, "BATCHING_DISABLED")
+
+
+async def test_budget_is_configurable(database_url: str, auth: dict[str, str]) -> None:
+    settings = http_settings(database_url, cost_budget=10, max_depth=4)
+    async with TestClient(TestServer(create_app(settings, features=FEATURES))) as strict:
+        status, payload = await post(
+            strict, {"query": "{ games(first: 10) { edges { node { id } } } }"}, auth
+        )
+        assert (status, payload["errors"][0]["extensions"]["code"]) == (400, "QUERY_TOO_COMPLEX")
+        assert payload["errors"][0]["extensions"]["budget"] == 10
+        status, payload = await post(strict, {"query": nested(5)}, auth)
+        assert payload["errors"][0]["extensions"]["code"] == "QUERY_TOO_DEEP"
