@@ -5,14 +5,20 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from mlc_graph import limits, persisted
+from mlc_graph.app import create_app
 from mlc_graph.config import Settings
+from mlc_graph.cost import stage as cost_stage
 from mlc_graph.persisted import (
     LayeredStore,
     MemoryStore,
@@ -27,6 +33,7 @@ from mlc_graph.persisted import (
 )
 from mlc_graph.pipeline import RequestRefused
 from tests.conftest import REDIS_URL
+from tests.conftest_http import bearer, http_settings
 
 QUERY = "query Me { viewer { role } }"
 SHA = document_hash(QUERY)
@@ -155,3 +162,53 @@ async def test_persist_registers_files_in_the_table(
     assert (await redis.get(prefix + "trusted:" + SHA)) == QUERY.encode()
     assert await persist_files(settings, [("me.graphql", QUERY)]) == registered  # idempotent
     await redis.delete(prefix + "trusted:" + SHA)
+
+
+# --- over HTTP ---------------------------------------------------------------------------------------
+
+VIEWER = "{ viewer { role } }"
+VIEWER_SHA = document_hash(VIEWER)
+FEATURES = [limits.install, cost_stage.install, persisted.install]
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TestClient(TestServer(create_app(settings, features=FEATURES))) as client:
+        yield client
+
+
+async def get(client: TestClient[Any, Any], sha256: str) -> tuple[int, Any]:
+    params = {"extensions": orjson.dumps(apq(sha256)).decode()}
+    response = await client.get("/graphql", params=params, headers=bearer("teacher", 1, 1))
+    return response.status, orjson.loads(await response.read())
+
+
+async def test_apq_over_get_and_post(database_url: str, documents_table: asyncpg.Pool) -> None:
+    async with serving(http_settings(database_url)) as client:
+        status, payload = await get(client, VIEWER_SHA)
+        assert (status, payload["errors"][0]["extensions"]["code"]) == (200, "PERSISTED_QUERY_NOT_FOUND")
+        response = await client.post(
+            "/graphql", json={"query": VIEWER, "extensions": apq(VIEWER_SHA)}, headers=bearer("teacher", 1, 1)
+        )
+        assert response.status == 200
+        status, payload = await get(client, VIEWER_SHA)  # a CDN can cache this URL
+        assert (status, payload["data"]) == (200, {"viewer": {"role": "TEACHER"}})
+        assert payload["extensions"]["cost"]["requestedQueryCost"] == 1
+
+
+async def test_trusted_documents_over_http(database_url: str, documents_table: asyncpg.Pool) -> None:
+    await TableStore(documents_table).put(VIEWER_SHA, VIEWER, None)
+    settings = http_settings(database_url, trusted_documents_only=True)
+    async with serving(settings) as client:
+        status, payload = await get(client, VIEWER_SHA)
+        assert (status, payload["data"]) == (200, {"viewer": {"role": "TEACHER"}})
+        response = await client.post(
+            "/graphql",
+            json={"query": "{ viewer { role teacher { id } } }"},
+            headers={**bearer("teacher", 1, 1), "Accept": "application/graphql-response+json"},
+        )
+        payload = orjson.loads(await response.read())
+        assert (response.status, payload["errors"][0]["extensions"]["code"]) == (
+            400,
+            "PERSISTED_QUERY_NOT_ALLOWED",
+        )
