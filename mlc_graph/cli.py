@@ -69,6 +69,17 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     return seed_command(settings, scale=args.scale, reset=args.reset)
 
 
+def cmd_persist(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from mlc_graph.persisted import persist_files
+
+    files = [(path, Path(path).read_text(encoding="utf-8")) for path in args.files]
+    for sha256, name, path in asyncio.run(persist_files(settings, files)):
+        print(f"{sha256}  {name or '(anonymous)'}  {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlc-graph", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
     token.add_argument("--sid", default=None, help="session id (default: a new one)")
     token.set_defaults(func=cmd_token)
+
+    persist = sub.add_parser("persist", help="register trusted documents (.graphql files); prints hashes")
+    persist.add_argument("files", nargs="+", metavar="FILE", help="a .graphql file of operations")
+    persist.set_defaults(func=cmd_persist)
 
     sub.add_parser("export-schema", help="print the schema SDL (schema.graphql)").set_defaults(
         func=cmd_export_schema
