@@ -56,12 +56,16 @@ def _tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-async def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> int:
-    # Imported where the app is built: the supervising parent never loads the GraphQL layer (it would
-    # only cost start-up time and memory in a process that serves nothing).
-    from mlc_graph.app import create_app
-
-    app = create_app(settings)
+async def serve_app(
+    app: web.Application,
+    settings: Settings,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    reuse_port: bool = False,
+    tune_gc: bool = True,
+) -> int:
+    """Serve `app` until `stop` is set, then shut down gracefully; returns the exit code."""
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -76,17 +80,27 @@ async def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> 
         log.error("cannot listen on %s:%s: %s", host, port, exc)
         await runner.cleanup()
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    _tune_gc()
+    if tune_gc:
+        _tune_gc()
     addresses = ", ".join(f"{a[0]}:{a[1]}" for a in runner.addresses)
     log.info("serving on http://%s (pid %s)", addresses, os.getpid())
     await stop.wait()
     log.info("shutting down (pid %s)", os.getpid())
+    # Stops listening, waits up to shutdown_timeout for in-flight requests, then runs cleanup_ctx (pools).
     await runner.cleanup()
     return 0
+
+
+async def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> int:
+    # Imported where the app is built: the supervising parent never loads the GraphQL layer (it would
+    # only cost start-up time and memory in a process that serves nothing).
+    from mlc_graph.app import create_app
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return await serve_app(create_app(settings), settings, host, port, stop, reuse_port)
 
 
 def run_worker(settings: Settings, host: str, port: int, reuse_port: bool = False) -> int:

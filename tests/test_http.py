@@ -13,16 +13,19 @@ import asyncpg
 import orjson
 import pytest
 import strawberry
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from graphql import DocumentNode, GraphQLError
 
+from mlc_graph.app import create_app
 from mlc_graph.auth import Principal, Role
 from mlc_graph.config import ConfigError, Settings
 from mlc_graph.context import Context, make_context
 from mlc_graph.db import DatabaseUnavailableError, Executor, QueryStats
 from mlc_graph.errors import NotFoundError
-from mlc_graph.keys import PIPELINE
+from mlc_graph.keys import PIPELINE, POOL
 from mlc_graph.pipeline import GraphQLParams, Pipeline, PreparedRequest, RequestRefused
+from mlc_graph.server import serve_app
 from tests import factories
 from tests.conftest import TENANT_TABLES
 from tests.conftest_http import (
@@ -605,3 +608,40 @@ async def test_a_failing_stage_is_masked(pool: asyncpg.Pool) -> None:
     assert outcome.status == 500
     assert "secret-host" not in orjson.dumps(outcome.body).decode()
     assert outcome.body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+
+
+async def test_graceful_shutdown_finishes_in_flight_requests(database_url: str) -> None:
+    entered = asyncio.Event()
+
+    async def slow(_request: web.Request) -> web.Response:
+        entered.set()
+        await asyncio.sleep(0.5)
+        return web.Response(text="finished")
+
+    def slow_route(app: web.Application) -> None:
+        app.router.add_get("/slow", slow)
+
+    settings = http_settings(database_url, shutdown_timeout=5.0)
+    app = create_app(settings, features=[slow_route])
+    port = free_port()
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve_app(app, settings, "127.0.0.1", port, stop, tune_gc=False))
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+        in_flight = asyncio.create_task(session.get(f"http://127.0.0.1:{port}/slow"))
+        await entered.wait()
+        stop.set()  # what SIGTERM does
+        response = await in_flight
+        assert response.status == 200
+        assert await response.text() == "finished"
+        assert await serving == 0
+        assert app[POOL].is_closing()
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await session.get(f"http://127.0.0.1:{port}/healthz")
