@@ -41,6 +41,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class PoolSettings:
     """asyncpg pool limits (the spec's defaults)."""
@@ -52,6 +59,8 @@ class PoolSettings:
     max_queries: int = 7500
     read_statement_timeout_ms: int = 5000
     report_statement_timeout_ms: int = 30000
+    # 0 behind PgBouncer in transaction mode before 1.21 (docs/OPERATIONS.md): no named prepared statements.
+    statement_cache_size: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +101,15 @@ class Settings:
     workers: int = 0
     shutdown_timeout: float = 10.0
     access_log: bool = False
+    # Operations (issue 6, docs/OPERATIONS.md): who may scrape /metrics besides token holders, the SQL
+    # comment mode, read-your-writes window and replica probe interval, the JSON request log, compression.
+    metrics_allow: str = ""
+    sql_comment: str = "operation"
+    read_your_writes_seconds: float = 30.0
+    replica_poll_seconds: float = 0.5
+    request_log: bool = True
+    log_level: str = "INFO"
+    compression: bool = True
 
     @property
     def production(self) -> bool:
@@ -113,6 +131,7 @@ class Settings:
             max_queries=_int(env, "MLC_DB_MAX_QUERIES", 7500),
             read_statement_timeout_ms=_int(env, "MLC_READ_TIMEOUT_MS", 5000),
             report_statement_timeout_ms=_int(env, "MLC_REPORT_TIMEOUT_MS", 30000),
+            statement_cache_size=_int(env, "MLC_DB_STATEMENT_CACHE_SIZE", 100),
         )
         if pool.min_size > pool.max_size:
             raise ConfigError("MLC_DB_POOL_MIN must not exceed MLC_DB_POOL_MAX")
@@ -147,4 +166,11 @@ class Settings:
             workers=_int(env, "MLC_WORKERS", 0),
             shutdown_timeout=_float(env, "MLC_SHUTDOWN_TIMEOUT", 10.0),
             access_log=_bool(env, "MLC_ACCESS_LOG", False),
+            metrics_allow=env.get("MLC_METRICS_ALLOW", ""),
+            sql_comment=_choice(env, "MLC_SQL_COMMENT", ("operation", "full", "off"), "operation"),
+            read_your_writes_seconds=_float(env, "MLC_READ_YOUR_WRITES_SECONDS", 30.0),
+            replica_poll_seconds=_float(env, "MLC_REPLICA_POLL_SECONDS", 0.5),
+            request_log=_bool(env, "MLC_REQUEST_LOG", True),
+            log_level=(env.get("MLC_LOG_LEVEL") or "INFO").upper(),
+            compression=_bool(env, "MLC_COMPRESSION", True),
         )

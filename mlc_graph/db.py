@@ -73,10 +73,8 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
     """Pool reset that keeps the session: see the module docstring for why this is safe."""
 
 
-async def create_pool(
-    dsn: str, settings: PoolSettings, application_name: str = "mlc-graph", statement_cache_size: int = 100
-) -> asyncpg.Pool:
-    """A pool per the spec's limits. statement_cache_size=0 for PgBouncer in transaction mode (pre-1.21)."""
+async def create_pool(dsn: str, settings: PoolSettings, application_name: str = "mlc-graph") -> asyncpg.Pool:
+    """A pool per the spec's limits (statement_cache_size 0 behind PgBouncer < 1.21 in transaction mode)."""
     return await asyncpg.create_pool(
         dsn,
         min_size=settings.min_size,
@@ -84,7 +82,7 @@ async def create_pool(
         max_queries=settings.max_queries,
         max_inactive_connection_lifetime=settings.max_inactive_lifetime,
         reset=_keep_session,
-        statement_cache_size=statement_cache_size,
+        statement_cache_size=settings.statement_cache_size,
         server_settings={
             "statement_timeout": str(settings.read_statement_timeout_ms),
             "application_name": application_name,
@@ -130,6 +128,13 @@ class Executor:
     @property
     def pool_name(self) -> str:
         return self._options.pool_name
+
+    def configure(self, options: DbOptions, pool: asyncpg.Pool | None = None) -> None:
+        """Apply the app's options (and another pool, e.g. a replica) before the request runs any SQL."""
+        self._options = options
+        self._acquire_timeout = options.acquire_timeout
+        if pool is not None:
+            self._pool = pool
 
     def tag(self, operation: str | None, request_id: str) -> None:
         """Name the request in every statement's SQL comment and in the slow-query log."""

@@ -11,9 +11,12 @@ import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from mlc_graph.db import QueryStats
 
 ACCESS_LOGGER = "mlc_graph.access"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -77,8 +80,8 @@ class AccessRecord:
     status: int = 200
     duration_ms: float = 0.0
     cost: int | None = None
-    sql_count: int = 0
-    sql_ms: float = 0.0
+    # The request's statement counter, read when the line is written (it keeps counting until then).
+    stats: QueryStats | None = None
     user_id: int | None = None
     org_id: int | None = None
     role: str | None = None
@@ -98,8 +101,9 @@ class AccessRecord:
             out["operation_type"] = self.operation_type
             out["category"] = self.category
             out["cost"] = self.cost
-            out["sql_count"] = self.sql_count
-            out["sql_ms"] = round(self.sql_ms, 2)
+            if self.stats is not None:
+                out["sql_count"] = self.stats.statements
+                out["sql_ms"] = round(self.stats.seconds * 1000, 2)
         if self.role is not None:
             out["role"] = self.role
             out["user_id"] = self.user_id

@@ -10,8 +10,11 @@ import orjson
 import pytest
 
 from mlc_graph.db import DbOptions, Executor, QueryStats
-from mlc_graph.logs import AccessRecord, JsonFormatter, log_access, request_id_from
+from mlc_graph.logs import ACCESS_LOGGER, AccessRecord, JsonFormatter, log_access, request_id_from
 from mlc_graph.sqlcomment import SLOW_LOGGER, build_comment, comment_for, normalize
+from tests import factories
+from tests.conftest import TENANT_TABLES
+from tests.conftest_http import app_client, bearer, http_settings
 
 SELECT_OWN_QUERY = "SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid()"
 
@@ -35,7 +38,7 @@ def test_access_line_is_one_json_object_with_ids_and_figures_only() -> None:
         log_access(
             AccessRecord(
                 request_id="r1", operation="Dash", operation_type="query", category="read", status=200,
-                duration_ms=12.345, cost=42, sql_count=3, sql_ms=1.5, user_id=7, org_id=2, role="STUDENT",
+                duration_ms=12.345, cost=42, stats=QueryStats(3, 0.0015), user_id=7, org_id=2, role="STUDENT",
                 error_codes=("NOT_FOUND",),
             ),
             logger,
@@ -100,3 +103,33 @@ async def test_slow_statements_are_logged_with_redacted_parameters_and_counted(
     assert (record["operation"], record["request_id"]) == ("ClassProgress", "req-7")
     assert record["duration_ms"] >= 20
     assert slow == ["ClassProgress"]
+
+
+async def test_each_request_writes_one_access_line_with_its_request_id(
+    database_url: str, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    await pool.execute(f"TRUNCATE {TENANT_TABLES} RESTART IDENTITY CASCADE")
+    org = await factories.make_org(pool)
+    teacher_id = await factories.make_teacher(pool, org)
+    auth = bearer("teacher", teacher_id, org)
+    async with app_client(http_settings(database_url)) as client:
+        with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+            response = await client.post(
+                "/graphql",
+                json={"query": "query Me { viewer { teacher { displayName } } }"},
+                headers={**auth, "X-Request-ID": "trace-abc.1"},
+            )
+    assert response.headers["X-Request-ID"] == "trace-abc.1"
+    lines = [r for r in caplog.records if r.name == ACCESS_LOGGER]
+    assert len(lines) == 1
+    line = orjson.loads(JsonFormatter().format(lines[0]))
+    assert line["request_id"] == "trace-abc.1"
+    assert (line["operation"], line["operation_type"], line["category"]) == ("Me", "query", "read")
+    assert (line["status"], line["role"], line["user_id"], line["org_id"]) == (
+        200,
+        "TEACHER",
+        teacher_id,
+        org,
+    )
+    assert line["sql_count"] >= 1
+    assert auth["Authorization"].split()[1] not in lines[0].getMessage() + str(line)

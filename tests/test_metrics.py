@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncpg
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from graphql import OperationDefinitionNode, parse
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlc_graph import redis_client
 from mlc_graph.metrics import MAX_OPERATION_LABELS, Metrics, MetricsGuard, metrics_handler
+from mlc_graph.observe import METRICS, category_of
+from tests import factories
+from tests.conftest import TENANT_TABLES
+from tests.conftest_http import app_client, bearer, http_settings
 
 
 def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -110,3 +116,62 @@ async def test_metrics_route_serves_prometheus_text_and_refuses_without_token() 
             'mlc_graphql_request_duration_seconds_bucket{category="read",le="0.5",operation="Ping"} 1.0'
             in (await ok.text())
         )
+
+
+# --- through the app: the operations feature's middleware and stages ---------------------------------
+
+STUDENTS = "query ClassList { viewer { teacher { students(first: 5) { totalCount } } } }"
+
+
+@pytest.fixture(scope="module")
+async def teacher_auth(pool: asyncpg.Pool) -> dict[str, str]:
+    await pool.execute(f"TRUNCATE {TENANT_TABLES} RESTART IDENTITY CASCADE")
+    org = await factories.make_org(pool)
+    teacher_id = await factories.make_teacher(pool, org)
+    await factories.make_students(pool, org, teacher_id, 3)
+    return bearer("teacher", teacher_id, org)
+
+
+async def test_the_app_exports_request_sql_pool_and_cache_metrics(
+    database_url: str, teacher_auth: dict[str, str]
+) -> None:
+    async with app_client(http_settings(database_url)) as client:
+        for _ in range(2):
+            ok = await client.post("/graphql", json={"query": STUDENTS}, headers=teacher_auth)
+            assert ok.status == 200
+        bad = await client.post("/graphql", json={"query": "{ viewer { nope } }"}, headers=teacher_auth)
+        assert bad.status == 200
+        metrics = client.app[METRICS]
+        s = _samples(metrics)
+    labels = (("category", "read"), ("operation", "ClassList"))
+    assert s[("mlc_graphql_request_duration_seconds_count", labels)] == 2
+    assert s[("mlc_graphql_requests_total", (("category", "read"), ("outcome", "ok")))] == 2
+    assert s[("mlc_graphql_errors_total", (("code", "GRAPHQL_VALIDATION_FAILED"),))] == 1
+    assert s[("mlc_http_responses_total", (("status", "200"),))] == 3
+    assert s[("mlc_sql_statements_per_request_count", (("category", "read"),))] == 3  # the refused one ran 0
+    assert s[("mlc_sql_statements_per_request_sum", (("category", "read"),))] >= 2
+    assert s[("mlc_cache_requests_total", (("cache", "document"), ("result", "hit")))] == 1
+    assert s[("mlc_cache_requests_total", (("cache", "document"), ("result", "miss")))] == 2
+    assert s[("mlc_db_pool_max_connections", (("pool", "primary"),))] == 4
+    assert s[("mlc_http_requests_in_flight", ())] == 0
+
+
+async def test_metrics_route_is_guarded_by_the_configured_token(database_url: str) -> None:
+    settings = http_settings(database_url, metrics_token="scrape-me")
+    async with app_client(settings) as client:
+        assert (await client.get("/metrics")).status == 403
+        allowed = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert allowed.status == 200
+        assert "mlc_db_pool_connections" in await allowed.text()
+
+
+def test_categories_follow_the_operation() -> None:
+    def category(text: str) -> str:
+        operation = parse(text).definitions[0]
+        assert isinstance(operation, OperationDefinitionNode)
+        return category_of(operation)
+
+    assert category("{ viewer { role } }") == "read"
+    assert category("{ classProgress(teacherId: 1) { students { averageScore } } }") == "report"
+    assert category("mutation { endSession }") == "write"
+    assert category("subscription { leaderboardUpdated(gameId: 1) { scope } }") == "realtime"
