@@ -21,7 +21,7 @@ from dataclasses import replace
 import asyncpg
 from aiohttp import web
 
-from mlc_graph import view
+from mlc_graph import observe, view
 from mlc_graph.config import Settings
 from mlc_graph.db import create_pool
 from mlc_graph.events import EventBus
@@ -36,7 +36,8 @@ Feature = Callable[[web.Application], None]
 
 
 # Other parts of the server register their install function here (one line each).
-FEATURES: tuple[Feature, ...] = ()
+# observe first: its middleware must wrap the others' (WebSocket connections are counted there).
+FEATURES: tuple[Feature, ...] = (observe.install,)
 
 
 def create_app(settings: Settings, features: Sequence[Feature] | None = None) -> web.Application:
