@@ -29,7 +29,8 @@ SELECT_DEMO_STUDENT = (
     "SELECT id FROM students WHERE teacher_id = $1 AND status = 'active' ORDER BY id LIMIT 1"
 )
 
-EXAMPLE_QUERY = """{
+# Prefilled in the GraphiQL links (the page reads &query=), so the first click shows real data.
+TEACHER_QUERY = """{
   viewer {
     role
     teacher {
@@ -37,7 +38,18 @@ EXAMPLE_QUERY = """{
       students(first: 5) { totalCount edges { node { displayName lastActiveAt } } }
     }
   }
-}"""
+}
+"""
+STUDENT_QUERY = """{
+  viewer {
+    student {
+      displayName
+      assignments(first: 5, status: ACTIVE) { edges { node { dueDate game { title category { name } } } } }
+      scores(first: 5) { edges { node { score stage createdAt game { title } } } }
+    }
+  }
+}
+"""
 
 
 class DemoDataError(RuntimeError):
@@ -60,9 +72,10 @@ class DemoInfo:
     def graphiql_url(self) -> str:
         return f"{self.base_url}/graphql"
 
-    def graphiql_link(self, token: str) -> str:
+    def graphiql_link(self, token: str, query: str | None = None) -> str:
         # GraphiQL reads ?token= and sends it as the Bearer header of every request it makes.
-        return f"{self.graphiql_url}?{urlencode({'token': token})}"
+        params = {"token": token} if query is None else {"token": token, "query": query}
+        return f"{self.graphiql_url}?{urlencode(params)}"
 
     def banner(self) -> str:
         return "\n".join(
@@ -70,8 +83,8 @@ class DemoInfo:
                 "",
                 "MLC Graph development server",
                 f"  GraphiQL:        {self.graphiql_url}",
-                f"  as teacher {self.teacher_id}:  {self.graphiql_link(self.teacher_token)}",
-                f"  as student {self.student_id}:  {self.graphiql_link(self.student_token)}",
+                f"  as teacher {self.teacher_id}:  {self.graphiql_link(self.teacher_token, TEACHER_QUERY)}",
+                f"  as student {self.student_id}:  {self.graphiql_link(self.student_token, STUDENT_QUERY)}",
                 "",
                 f"  teacher token:   {self.teacher_token}",
                 f"  student token:   {self.student_token}",
@@ -79,9 +92,6 @@ class DemoInfo:
                 "  curl example:",
                 f"    curl -s {self.graphiql_url} -H 'Authorization: Bearer {self.teacher_token}' \\",
                 "      -H 'Content-Type: application/json' -d '{\"query\": \"{ viewer { role } }\"}'",
-                "",
-                "  try in GraphiQL:",
-                *("    " + line for line in EXAMPLE_QUERY.splitlines()),
                 "",
             ]
         )
