@@ -11,6 +11,7 @@ from mlc_graph.config import Settings
 from mlc_graph.db import Executor, QueryStats
 from mlc_graph.errors import UnauthenticatedError
 from mlc_graph.events import EventBus
+from mlc_graph.ratelimit import RateLimitResult
 
 
 @dataclass(slots=True)
@@ -28,6 +29,10 @@ class Context:
     # keyed by name so the GraphQL layer stays free of aiohttp imports.
     services: dict[str, Any] = field(default_factory=dict)
     events: EventBus = field(default_factory=EventBus)
+    # Issue 5: this request's rate-limit decision (for viewer.rateLimit), and headers that every
+    # response of the request carries, refused or not (RateLimit-*).
+    rate_limit: RateLimitResult | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def viewer(self) -> Principal:

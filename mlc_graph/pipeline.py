@@ -313,6 +313,13 @@ class Pipeline:
 
     async def run(self, req: PreparedRequest) -> Outcome:
         """Run one operation to an `Outcome`; never raises (bugs are masked and logged)."""
+        outcome = await self._guarded(req)
+        if req.context.response_headers:
+            # Headers a stage set for every response of the request (RateLimit-*), refused or not.
+            outcome.headers = {**req.context.response_headers, **outcome.headers}
+        return outcome
+
+    async def _guarded(self, req: PreparedRequest) -> Outcome:
         try:
             return await self._run(req)
         except RequestRefused as refused:

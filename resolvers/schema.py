@@ -13,6 +13,7 @@ from resolvers.games import Category, Game, GameFilter, Level, resolve_categorie
 from resolvers.info import Info
 from resolvers.leaderboards import Leaderboard, resolve_leaderboard
 from resolvers.organizations import Organization
+from resolvers.realtime import RealtimeMutation, Subscription
 from resolvers.relay import Connection, Node, expect_global_id
 from resolvers.reports import ClassProgress, resolve_class_progress
 from resolvers.scores import Score
@@ -58,7 +59,12 @@ class Query:
     )
 
 
-schema = strawberry.Schema(query=Query, types=NODE_TYPES)
+@strawberry.type
+class Mutation(RealtimeMutation):
+    """Every write: each domain contributes its mutations by inheritance."""
+
+
+schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, types=NODE_TYPES)
 
 
 def schema_sdl() -> str:

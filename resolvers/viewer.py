@@ -18,6 +18,7 @@ from resolvers.access import (
 )
 from resolvers.enums import Role
 from resolvers.info import Info
+from resolvers.realtime import RateLimit, resolve_rate_limit
 from resolvers.relay import Node, decode_global_id
 
 if TYPE_CHECKING:
@@ -66,6 +67,10 @@ class Viewer:
     )
     organization: Annotated[Organization, strawberry.lazy("resolvers.organizations")] | None = (
         strawberry.field(resolver=resolve_viewer_organization, description="The viewer's organization.")
+    )
+    rate_limit: RateLimit | None = strawberry.field(
+        resolver=resolve_rate_limit,
+        description="The viewer's requests and cost points this hour (null when quotas are not enabled).",
     )
 
 

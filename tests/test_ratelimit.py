@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
+import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
-from mlc_graph.config import ConfigError
+from mlc_graph import subscriptions
+from mlc_graph.app import create_app
+from mlc_graph.auth import Role, issue_token
+from mlc_graph.config import DEV_JWT_SECRET, ConfigError
 from mlc_graph.ratelimit import RateLimiter, identity_for
 from mlc_graph.redis_client import RedisState, fallback_count
 from mlc_graph.tiers import DEFAULT_TIERS, TierTable, markdown_table
-from tests import redis_support
+from tests import factories, redis_support
 from tests.conftest import REDIS_URL
+from tests.conftest_http import http_settings
 from tests.redis_support import RedisServer
 
 # Fixtures shared by the real-time tests (a module attribute is how pytest finds them).
@@ -126,3 +134,84 @@ async def test_redis_stopping_falls_back_and_counts_it(redis_server: RedisServer
         assert back.allowed
     finally:
         await state.close()
+
+
+@pytest.fixture
+async def limited_app(database_url: str, redis_prefix: str) -> AsyncIterator[TestClient[Any, Any]]:
+    """An app with quotas on, with a PRELUDE tier small enough to exhaust in a test."""
+    overrides = '{"PRELUDE": {"requests_per_hour": 3, "sessions": 2}}'
+    settings = http_settings(
+        database_url, redis_url=REDIS_URL, redis_prefix=redis_prefix, tier_overrides=overrides
+    )
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(create_app(settings, features=[subscriptions.install]))
+    )
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def _post(client: TestClient[Any, Any], query: str, bearer_token: str) -> tuple[int, Any, Any]:
+    response = await client.post(
+        "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {bearer_token}"}
+    )
+    return response.status, await response.json(), response.headers
+
+
+async def test_http_quota_headers_and_429(limited_app: TestClient[Any, Any], clean_db: asyncpg.Pool) -> None:
+    org = await factories.make_org(clean_db, tier="PRELUDE")
+    teacher = await factories.make_teacher(clean_db, org)
+    me = issue_token(DEV_JWT_SECRET, Role.TEACHER, teacher, org, session_id="s-1")
+    query = "{ viewer { role rateLimit { limit remaining used cost costLimit shared } } }"
+    seen = []
+    for _ in range(3):
+        status, body, headers = await _post(limited_app, query, me)
+        assert status == 200, body
+        seen.append(
+            (headers["RateLimit-Limit"], headers["RateLimit-Remaining"], body["data"]["viewer"]["rateLimit"])
+        )
+    assert [s[1] for s in seen] == ["2", "1", "0"]
+    assert seen[0][2] == {
+        "limit": 3,
+        "remaining": 2,
+        "used": 1,
+        "cost": 2,
+        "costLimit": 50_000,
+        "shared": True,
+    }
+    assert seen[0][0] == "3"
+    status, body, headers = await _post(limited_app, query, me)
+    assert status == 429
+    assert body["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert int(headers["Retry-After"]) > 0
+    assert headers["RateLimit-Remaining"] == "0"
+    assert int(headers["RateLimit-Reset"]) > 0
+    # A request that fails validation still carries the headers (and is refused by the quota first).
+    status, body, headers = await _post(limited_app, "{ nope }", me)
+    assert status == 429
+    assert "RateLimit-Limit" in headers
+
+
+async def test_http_session_cap_and_end_session(
+    limited_app: TestClient[Any, Any], clean_db: asyncpg.Pool
+) -> None:
+    org = await factories.make_org(clean_db, tier="PRELUDE")
+    # Three teachers (each with a quota of their own) share the organization's two sessions.
+    teachers = [await factories.make_teacher(clean_db, org) for _ in range(3)]
+    tokens = [
+        issue_token(DEV_JWT_SECRET, Role.TEACHER, t, org, session_id=f"sid-{i}")
+        for i, t in enumerate(teachers)
+    ]
+    assert (await _post(limited_app, "{ viewer { role } }", tokens[0]))[0] == 200
+    assert (await _post(limited_app, "{ viewer { role } }", tokens[1]))[0] == 200
+    status, body, _ = await _post(limited_app, "{ viewer { role } }", tokens[2])
+    assert status == 429
+    assert body["errors"][0]["extensions"] == {"code": "SESSION_LIMIT", "limit": 2, "active": 2}
+    status, body, _ = await _post(limited_app, "mutation { endSession { ended activeSessions } }", tokens[0])
+    assert (status, body["data"]) == (200, {"endSession": {"ended": True, "activeSessions": 1}})
+    assert (await _post(limited_app, "{ viewer { role } }", tokens[2]))[0] == 200
+    status, body, _ = await _post(limited_app, "{ viewer { role } }", tokens[0])
+    assert status == 401
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"

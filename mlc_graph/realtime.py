@@ -1,0 +1,129 @@
+"""The real-time services of one process, and the request stage that applies tier quotas.
+
+`Realtime` bundles what issue 5 adds (Redis state, rate limiter, session tracker, live boards, board
+fan-out); the app factory creates one and hands it to every Context as `services["realtime"]`.
+`quota_stage` runs before parsing: it admits the session, counts the request with its cost points and
+puts the RateLimit-* headers on the response, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from graphql import GraphQLError
+
+from loaders.organizations import fetch_organizations_by_ids
+from mlc_graph.auth import Principal
+from mlc_graph.config import Settings
+from mlc_graph.context import Context
+from mlc_graph.db import Executor, QueryStats
+from mlc_graph.live_leaderboards import LiveLeaderboards
+from mlc_graph.pipeline import PreparedRequest, RequestRefused
+from mlc_graph.pubsub import BoardUpdates
+from mlc_graph.ratelimit import RateLimiter, RateLimitResult, identity_for
+from mlc_graph.redis_client import RedisState
+from mlc_graph.sessions import SessionCheck, SessionTracker
+from mlc_graph.tiers import Tier, TierTable
+
+SERVICE = "realtime"
+# An organization's tier changes rarely (a sales event); a minute of staleness saves a query per request.
+TIER_CACHE_SECONDS = 60.0
+
+
+@dataclass(slots=True)
+class Realtime:
+    settings: Settings
+    redis: RedisState
+    tiers: TierTable
+    limiter: RateLimiter
+    sessions: SessionTracker
+    boards: LiveLeaderboards
+    updates: BoardUpdates
+    pool: asyncpg.Pool | None = None
+    # Prices an operation (the cost analyzer, when installed): (document text, params) -> points.
+    cost_of: Any = None
+    _tier_cache: dict[int, tuple[float, str | None]] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Realtime:
+        redis = RedisState(settings.redis_url, prefix=settings.redis_prefix)
+        boards = LiveLeaderboards(redis)
+        updates = BoardUpdates(redis, interval=settings.leaderboard_coalesce_ms / 1000)
+        boards.on_change(updates.publish)
+        return cls(
+            settings=settings,
+            redis=redis,
+            tiers=TierTable.from_overrides(settings.tier_overrides),
+            limiter=RateLimiter(redis),
+            sessions=SessionTracker(redis, settings.session_idle_seconds),
+            boards=boards,
+            updates=updates,
+        )
+
+    async def tier_of(self, org_id: int) -> Tier:
+        """The organization's tier (cached per process); the free trial when it cannot be read."""
+        cached = self._tier_cache.get(org_id)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return self.tiers.for_tier(cached[1])
+        name: str | None = None
+        if self.pool is not None:
+            # Own stats: this lookup is infrastructure, not part of the operation's SQL count.
+            [row] = await fetch_organizations_by_ids(Executor(self.pool, QueryStats()), [org_id])
+            name = row.tier if row is not None else None
+        if len(self._tier_cache) > 10_000:
+            self._tier_cache.clear()
+        self._tier_cache[org_id] = (now + TIER_CACHE_SECONDS, name)
+        return self.tiers.for_tier(name)
+
+    async def admit_session(self, principal: Principal, tier: Tier) -> SessionCheck:
+        return await self.sessions.touch(principal.org_id, principal.session_id, tier.sessions)
+
+    async def count_request(self, principal: Principal, tier: Tier, cost: int) -> RateLimitResult:
+        return await self.limiter.hit(identity_for(principal.role.value, principal.user_id), tier, cost)
+
+    async def usage(self, principal: Principal) -> RateLimitResult:
+        """Current usage without counting (for viewer.rateLimit when the stage did not run)."""
+        tier = await self.tier_of(principal.org_id)
+        return await self.limiter.peek(identity_for(principal.role.value, principal.user_id), tier)
+
+    async def start(self, pool: asyncpg.Pool | None) -> None:
+        self.pool = pool
+        await self.updates.start()
+
+    async def close(self) -> None:
+        await self.updates.stop()
+        await self.redis.close()
+
+
+def realtime_of(context: Context) -> Realtime | None:
+    service = context.services.get(SERVICE)
+    return service if isinstance(service, Realtime) else None
+
+
+def refusal(error: GraphQLError, status: int, headers: dict[str, str] | None = None) -> RequestRefused:
+    return RequestRefused(error, status=status, legacy_status=status, headers=headers)
+
+
+async def quota_stage(req: PreparedRequest) -> None:
+    """Pipeline stage (before_parse): session cap, then requests and cost points per hour."""
+    principal = req.context.principal
+    realtime = realtime_of(req.context)
+    if principal is None or realtime is None:
+        return  # anonymous callers are refused (or served introspection) by the pipeline itself
+    tier = await realtime.tier_of(principal.org_id)
+    session = await realtime.admit_session(principal, tier)
+    if not session.admitted:
+        error = session.error()
+        raise refusal(error, getattr(error, "http_status", 429))
+    cost = 1
+    if realtime.cost_of is not None and req.params.query is not None:
+        cost = max(1, int(realtime.cost_of(req)))
+    result = await realtime.count_request(principal, tier, cost)
+    req.context.rate_limit = result
+    req.context.response_headers.update(result.headers())
+    if not result.allowed:
+        raise refusal(result.error(), 429, result.headers())

@@ -1,0 +1,59 @@
+"""Leaderboard lines from the live Redis board, as the same RankedRow the PostgreSQL path returns.
+
+Redis holds ranks, scores and times, not names; names are loaded (one batched statement) only for
+students of the viewer's organization, because everyone else is shown under a pseudonym anyway.
+Without Redis, or while it is unavailable, the lines come from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from loaders.leaderboards import BoardKey, RankedRow, fetch_rank, fetch_top
+from mlc_graph.live_leaderboards import LiveEntry
+from mlc_graph.realtime import realtime_of
+from mlc_graph.redis_client import RedisUnavailable
+from resolvers.info import Info
+
+
+async def read_board(
+    info: Info, board: BoardKey, first: int, student_id: int | None
+) -> tuple[list[RankedRow], RankedRow | None]:
+    """Top `first` lines of `board`, and `student_id`'s own line (None when not given or not ranked)."""
+    context = info.context
+    realtime = realtime_of(context)
+    if realtime is not None:
+        try:
+            live = await realtime.boards.read(context.db, board, first, student_id)
+        except RedisUnavailable:
+            pass
+        else:
+            lines = [*live.entries, *([live.viewer] if live.viewer is not None else [])]
+            rows = await _with_names(info, lines)
+            entries = rows[: len(live.entries)]
+            return entries, (rows[-1] if live.viewer is not None else None)
+    entries = await fetch_top(context.db, board, first)
+    mine = None
+    if student_id is not None:
+        mine = next((e for e in entries if e.student_id == student_id), None)
+        if mine is None:
+            mine = await fetch_rank(context.db, board, student_id)
+    return entries, mine
+
+
+async def _with_names(info: Info, lines: list[LiveEntry]) -> list[RankedRow]:
+    viewer = info.context.viewer
+    named = sorted({e.student_id for e in lines if viewer.can_see_org(e.org_id)})
+    students = await info.context.loaders.students_by_id.load_many(named) if named else []
+    names = {s.id: (s.first_name, s.last_name) for s in students if s is not None}
+    return [
+        RankedRow(
+            rank=e.rank,
+            student_id=e.student_id,
+            org_id=e.org_id,
+            teacher_id=e.teacher_id,
+            score=e.score,
+            achieved_at=e.achieved_at,
+            first_name=names.get(e.student_id, ("", ""))[0],
+            last_name=names.get(e.student_id, ("", ""))[1],
+        )
+        for e in lines
+    ]

@@ -1,0 +1,130 @@
+"""Real time in the schema: `leaderboardUpdated`, `viewer.rateLimit` and the `endSession` mutation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from mlc_graph.auth import Role
+from mlc_graph.errors import BadUserInputError, NotFoundError, ServiceUnavailableError
+from mlc_graph.ratelimit import RateLimitResult
+from mlc_graph.realtime import Realtime, realtime_of
+from resolvers.access import see_game
+from resolvers.enums import LeaderboardScope
+from resolvers.info import Info
+from resolvers.leaderboards import MAX_LEADERBOARD_SIZE, Leaderboard, board_for
+from resolvers.live_boards import read_board
+from resolvers.relay import expect_global_id
+
+
+@strawberry.type(description="The viewer's API quota for the current hour (like GitHub's rateLimit).")
+class RateLimit:
+    limit: int = strawberry.field(description="Requests allowed per hour by the organization's tier.")
+    remaining: int = strawberry.field(description="Requests left in the sliding hour.")
+    used: int = strawberry.field(description="Requests counted in the sliding hour, this one included.")
+    reset_at: dt.datetime = strawberry.field(description="When the oldest counted minute leaves the window.")
+    cost: int = strawberry.field(description="Cost points this request was charged.")
+    cost_limit: int = strawberry.field(description="Cost points allowed per hour.")
+    cost_remaining: int = strawberry.field(description="Cost points left in the sliding hour.")
+    shared: bool = strawberry.field(
+        description="False while Redis is unavailable and this instance counts on its own."
+    )
+
+    @classmethod
+    def of(cls, result: RateLimitResult) -> RateLimit:
+        return cls(
+            limit=result.limit,
+            remaining=result.remaining,
+            used=result.used,
+            reset_at=dt.datetime.fromtimestamp(result.reset_at, dt.UTC),
+            cost=result.cost,
+            cost_limit=result.cost_limit,
+            cost_remaining=result.cost_remaining,
+            shared=result.shared,
+        )
+
+
+def _realtime(info: Info) -> Realtime:
+    realtime = realtime_of(info.context)
+    if realtime is None:
+        raise ServiceUnavailableError("Real-time services are not enabled on this server")
+    return realtime
+
+
+async def resolve_rate_limit(info: Info) -> RateLimit | None:
+    """This request's decision, or the current usage when the quota stage did not run (WebSocket)."""
+    viewer = info.context.viewer
+    if info.context.rate_limit is not None:
+        return RateLimit.of(info.context.rate_limit)
+    realtime = realtime_of(info.context)
+    return None if realtime is None else RateLimit.of(await realtime.usage(viewer))
+
+
+@strawberry.type
+class EndSessionPayload:
+    ended: bool = strawberry.field(description="True when the session was active and is now ended.")
+    active_sessions: int = strawberry.field(description="Active sessions left in the organization.")
+
+
+async def resolve_end_session(info: Info) -> EndSessionPayload:
+    viewer = info.context.viewer
+    realtime = _realtime(info)
+    ended = await realtime.sessions.end(viewer.org_id, viewer.session_id)
+    return EndSessionPayload(ended=ended, active_sessions=await realtime.sessions.active(viewer.org_id))
+
+
+async def resolve_leaderboard_updated(
+    info: Info,
+    game_id: strawberry.ID,
+    scope: LeaderboardScope = LeaderboardScope.CLASS,
+    first: int = 10,
+) -> AsyncGenerator[Leaderboard, None]:
+    viewer = info.context.viewer
+    realtime = _realtime(info)
+    if not 0 <= first <= MAX_LEADERBOARD_SIZE:
+        raise BadUserInputError(f"'first' must be between 0 and {MAX_LEADERBOARD_SIZE}", argument="first")
+    pk = expect_global_id(game_id, "Game")
+    game = see_game(viewer, await info.context.loaders.games_by_id.load(pk))
+    if game is None:
+        raise NotFoundError(f"No Game with id {game_id!r}")
+    board = await board_for(info, pk, scope)
+    me = viewer.user_id if viewer.role is Role.STUDENT else None
+
+    async def snapshot() -> Leaderboard:
+        entries, mine = await read_board(info, board, first, me)
+        return Leaderboard(
+            game=game,  # type: ignore[arg-type]
+            scope=scope,
+            entries=entries,  # type: ignore[arg-type]
+            viewer_entry=mine,  # type: ignore[arg-type]
+        )
+
+    listener = realtime.updates.listen(board)
+    try:
+        yield await snapshot()
+        while True:
+            await listener.wait()
+            # A fresh read per update: cached loader values would hide renamed students.
+            info.context.loaders.clear_all()
+            yield await snapshot()
+    finally:
+        listener.close()
+
+
+@strawberry.type
+class RealtimeMutation:
+    end_session: EndSessionPayload = strawberry.mutation(
+        resolver=resolve_end_session,
+        description="End the caller's session now: its place under the tier's cap is free at once, "
+        "and its token is refused from now on (sign in again for a new session).",
+    )
+
+
+@strawberry.type
+class Subscription:
+    leaderboard_updated: AsyncGenerator[Leaderboard, None] = strawberry.subscription(
+        resolver=resolve_leaderboard_updated,
+        description="The leaderboard now, then again whenever it changes (at most a few times a second).",
+    )
