@@ -1,0 +1,55 @@
+"""Leaf serializers: graphql-core's coerce_output_value with the common cases short-circuited.
+
+Every serializer returns exactly what graphql-core's complete_leaf_value would, or raises where it
+would raise (the compiled run then bails to graphql-core, which produces the error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import inf
+from typing import Any
+
+from graphql import (
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInt,
+    GraphQLLeafType,
+    GraphQLString,
+)
+from graphql.execution.executor import Executor
+
+_MIN_INT = -(2**31)
+_MAX_INT = 2**31 - 1
+
+
+def leaf_serializer(type_: GraphQLLeafType) -> Callable[[Any], Any]:
+    complete = Executor.complete_leaf_value
+
+    def slow(value: Any) -> Any:
+        return complete(type_, value)
+
+    if type_ is GraphQLString or type_ is GraphQLID:
+        return lambda value: value if type(value) is str else slow(value)
+    if type_ is GraphQLInt:
+        return lambda value: value if type(value) is int and _MIN_INT <= value <= _MAX_INT else slow(value)
+    if type_ is GraphQLBoolean:
+        return lambda value: value if type(value) is bool else slow(value)
+    if type_ is GraphQLFloat:
+        return lambda value: value if type(value) is float and -inf < value < inf else slow(value)
+    if isinstance(type_, GraphQLEnumType):
+        # Enum names depend only on the value: remember them (database strings and enum members alike).
+        names: dict[Any, Any] = {}
+
+        def enum_name(value: Any) -> Any:
+            if not isinstance(value, str):  # str and StrEnum members hash and compare alike
+                return slow(value)
+            name = names.get(value)
+            if name is None:
+                name = names[value] = slow(value)
+            return name
+
+        return enum_name
+    return slow
