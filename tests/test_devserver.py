@@ -6,6 +6,7 @@ import asyncio
 import re
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,81 +19,83 @@ from mlc_graph.config import PoolSettings, Settings
 from mlc_graph.db import create_pool
 from mlc_graph.devserver import STUDENT_QUERY, TEACHER_QUERY, DemoDataError, main, prepare
 from mlc_graph.embedded import start_embedded
+from mlc_graph.seed import TRUNCATE_ALL
 from tests.graphql_client import principal, run
-from tests.test_seed import DEMO_COUNTS, connect, fresh_database
+from tests.test_seed import DEMO_COUNTS, connect, fresh_database, table_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def test_prepare_migrates_seeds_once_and_mints_working_tokens() -> None:
+@pytest.fixture(scope="module")
+async def demo_url() -> AsyncIterator[str]:
+    """One database for the dev-flow tests; prepare() seeds it when empty, so test order does not matter."""
     async with fresh_database() as url:
-        settings = replace(Settings(), database_url=url, host="0.0.0.0", port=8123)  # noqa: S104
-        info = await prepare(settings, progress=False)
-        assert info.seeded
-        assert info.graphiql_url == "http://127.0.0.1:8123/graphql"
-        assert info.graphiql_link(info.teacher_token).endswith(f"?token={info.teacher_token}")
-        assert info.teacher_token in info.banner()
-        assert info.student_token in info.banner()
-
-        teacher = decode_token(settings.jwt_secret, info.teacher_token)
-        student = decode_token(settings.jwt_secret, info.student_token)
-        assert (teacher.role, teacher.user_id, teacher.org_id) == (Role.TEACHER, info.teacher_id, info.org_id)
-        assert (student.role, student.user_id, student.org_id) == (Role.STUDENT, info.student_id, info.org_id)
-        async with connect(url) as conn:
-            row = await conn.fetchrow(
-                "SELECT teacher_id, status FROM students WHERE id = $1", info.student_id
-            )
-            assert row is not None
-            assert (row["teacher_id"], row["status"]) == (info.teacher_id, "active")
-            assert await conn.fetchval("SELECT count(*) FROM students") == DEMO_COUNTS["students"]
-
-        # A second start finds the data and leaves it alone.
-        again = await prepare(settings, progress=False)
-        assert not again.seeded
-        assert (again.teacher_id, again.student_id) == (info.teacher_id, info.student_id)
-        async with connect(url) as conn:
-            assert await conn.fetchval("SELECT count(*) FROM scores") == DEMO_COUNTS["scores"]
+        yield url
 
 
-async def test_the_banner_queries_return_demo_data() -> None:
-    async with fresh_database() as url:
-        info = await prepare(replace(Settings(), database_url=url), progress=False)
-        pool = await create_pool(url, PoolSettings(min_size=1, max_size=4))
-        try:
-            as_teacher = principal("teacher", info.teacher_id, info.org_id)
-            result, _ = await run(pool, TEACHER_QUERY, viewer=as_teacher)
-            assert result.errors is None
-            assert result.data is not None
-            assert result.data["viewer"]["teacher"]["students"]["totalCount"] == 20
-
-            as_student = principal("student", info.student_id, info.org_id)
-            result, _ = await run(pool, STUDENT_QUERY, viewer=as_student)
-            assert result.errors is None
-            assert result.data is not None
-            assert result.data["viewer"]["student"]["scores"]["edges"]
-        finally:
-            await pool.close()
-
-
-async def test_prepare_refuses_data_without_a_teacher() -> None:
-    async with fresh_database() as url:
-        async with connect(url) as conn:
-            await conn.execute("INSERT INTO categories (name) VALUES ('Only a category')")
-        with pytest.raises(DemoDataError, match="--reset"):
-            await prepare(replace(Settings(), database_url=url), progress=False)
-
-
-async def test_main_prepare_only_uses_database_url(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+async def test_make_run_flow_migrates_seeds_once_and_mints_working_tokens(
+    demo_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with fresh_database() as url:
-        monkeypatch.setenv("DATABASE_URL", url)
-        # main() owns its event loop (asyncio.run), so it runs in a worker thread here.
-        assert await asyncio.to_thread(main, ["--prepare-only"]) == 0
+    async with connect(demo_url) as conn:
+        await conn.execute(TRUNCATE_ALL)
+    monkeypatch.setenv("DATABASE_URL", demo_url)
+    # main() owns its event loop (asyncio.run), so it runs in a worker thread here.
+    assert await asyncio.to_thread(main, ["--prepare-only"]) == 0
     out = capsys.readouterr().out
     assert "using the PostgreSQL server in DATABASE_URL" in out
     assert "seeded the demo data" in out
     assert re.search(r"teacher token:\s+\S+\.\S+\.\S+", out)
+
+    # A second start finds the data and leaves it alone.
+    settings = replace(Settings(), database_url=demo_url, host="0.0.0.0", port=8123)  # noqa: S104
+    info = await prepare(settings, progress=False)
+    assert not info.seeded
+    assert info.graphiql_url == "http://127.0.0.1:8123/graphql"
+    assert info.graphiql_link(info.teacher_token).endswith(f"?token={info.teacher_token}")
+    assert info.teacher_token in info.banner()
+    assert info.student_token in info.banner()
+    async with connect(demo_url) as conn:
+        assert await table_counts(conn) == DEMO_COUNTS
+
+    teacher = decode_token(settings.jwt_secret, info.teacher_token)
+    student = decode_token(settings.jwt_secret, info.student_token)
+    assert (teacher.role, teacher.user_id, teacher.org_id) == (Role.TEACHER, info.teacher_id, info.org_id)
+    assert (student.role, student.user_id, student.org_id) == (Role.STUDENT, info.student_id, info.org_id)
+    async with connect(demo_url) as conn:
+        row = await conn.fetchrow("SELECT teacher_id, status FROM students WHERE id = $1", info.student_id)
+    assert row is not None
+    assert (row["teacher_id"], row["status"]) == (info.teacher_id, "active")
+
+
+async def test_the_banner_queries_return_demo_data(demo_url: str) -> None:
+    info = await prepare(replace(Settings(), database_url=demo_url), progress=False)
+    pool = await create_pool(demo_url, PoolSettings(min_size=1, max_size=4))
+    try:
+        as_teacher = principal("teacher", info.teacher_id, info.org_id)
+        result, _ = await run(pool, TEACHER_QUERY, viewer=as_teacher)
+        assert result.errors is None
+        assert result.data is not None
+        assert result.data["viewer"]["teacher"]["students"]["totalCount"] == 20
+
+        as_student = principal("student", info.student_id, info.org_id)
+        result, _ = await run(pool, STUDENT_QUERY, viewer=as_student)
+        assert result.errors is None
+        assert result.data is not None
+        assert result.data["viewer"]["student"]["scores"]["edges"]
+    finally:
+        await pool.close()
+
+
+async def test_prepare_refuses_data_without_a_teacher(demo_url: str) -> None:
+    async with connect(demo_url) as conn:
+        await conn.execute(TRUNCATE_ALL)
+        await conn.execute("INSERT INTO categories (name) VALUES ('Only a category')")
+        try:
+            with pytest.raises(DemoDataError, match="--reset"):
+                await prepare(replace(Settings(), database_url=demo_url), progress=False)
+        finally:
+            # Empty again, so the next prepare() seeds afresh.
+            await conn.execute(TRUNCATE_ALL)
 
 
 @pytest.mark.slow

@@ -111,7 +111,7 @@ async def connect(url: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-async def _counts(conn: asyncpg.Connection) -> dict[str, int]:
+async def table_counts(conn: asyncpg.Connection) -> dict[str, int]:
     return {table: await conn.fetchval(f"SELECT count(*) FROM {table}") for table in TABLES}
 
 
@@ -132,7 +132,7 @@ async def scratch_url() -> AsyncIterator[str]:
 async def test_demo_seed_has_the_documented_counts_and_consistent_rows(scratch_url: str) -> None:
     async with connect(scratch_url) as conn:
         report = await seed(conn, DEMO, reset=True, progress=False)
-        assert await _counts(conn) == DEMO_COUNTS
+        assert await table_counts(conn) == DEMO_COUNTS
         assert {t: report.rows(t) for t in DEMO_COUNTS} == DEMO_COUNTS
         assert await conn.fetchval("SELECT count(*) FROM students WHERE status = 'inactive'") == 3
         assert await conn.fetchval("SELECT count(DISTINCT stage) FROM scores") == 2
@@ -175,7 +175,7 @@ async def test_same_anchor_gives_identical_rows_and_refuses_non_empty(scratch_ur
 async def test_custom_scale_spans_organizations_and_partitions_and_ids_continue(scratch_url: str) -> None:
     async with connect(scratch_url) as conn:
         report = await seed(conn, TINY, anchor=ANCHOR, reset=True, progress=False)
-        counts = await _counts(conn)
+        counts = await table_counts(conn)
         assert counts["organizations"] == 3
         assert counts["teachers"] == 6
         assert counts["students"] == 42
