@@ -73,7 +73,7 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 async def clean_db(pool: asyncpg.Pool) -> asyncpg.Pool:
     """Empty every table (and restart ids) so each test starts from nothing it did not write."""
-    await pool.execute(f"TRUNCATE {TENANT_TABLES} RESTART IDENTITY CASCADE")  # noqa: S608
+    await pool.execute(f"TRUNCATE {TENANT_TABLES} RESTART IDENTITY CASCADE")
     return pool
 
 
