@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from graphql import get_introspection_query, parse, validate
+from graphql.language import Lexer, Source, TokenKind
 
 from bench.workloads import WORKLOADS
 from mlc_graph import limits, persisted
@@ -17,7 +18,7 @@ from mlc_graph.app import create_app
 from mlc_graph.cost import stage as cost_stage
 from mlc_graph.db import QueryStats
 from mlc_graph.keys import PIPELINE
-from mlc_graph.limits import Limits, check_document
+from mlc_graph.limits import Limits, check_document, exceeds_tokens, prescan
 from mlc_graph.pipeline import PreparedRequest
 from resolvers.schema import schema
 from tests.conftest_http import GRAPHQL_RESPONSE, bearer, http_settings
@@ -146,7 +147,7 @@ ATTACKS = {
     "TOO_MANY_ALIASES": "{ " + " ".join(f"a{i}: __typename" for i in range(31)) + " }",
     "TOO_MANY_DIRECTIVES": "{ __typename " + "@skip(if: false) " * 6 + "}",
     "TOO_MANY_REPEATED_FIELDS": "{ " + "__typename " * 11 + "}",
-    "TOKEN_LIMIT_EXCEEDED": "{ " + "__typename " * 5001 + "}",
+    "TOKEN_LIMIT_EXCEEDED": "{ __typename(" + "a: 1 " * 2000 + ") }",
     "GRAPHQL_VALIDATION_FAILED": INTROSPECTION_BOMB,
     "QUERY_TOO_COMPLEX": BOMB,
 }
@@ -243,3 +244,56 @@ async def test_budget_is_configurable(database_url: str, auth: dict[str, str]) -
         assert payload["errors"][0]["extensions"]["budget"] == 10
         status, payload = await post(strict, {"query": nested(5)}, auth)
         assert payload["errors"][0]["extensions"]["code"] == "QUERY_TOO_DEEP"
+
+
+def test_token_precount_matches_the_lexer() -> None:
+    """The regex count equals the parser's (comments included), so it never refuses what the parser allows."""
+    documents = [
+        get_introspection_query(descriptions=True),
+        '{ a(s: "x \\" y", b: """ block " "" \\""" """) # c\n ...F -1.5e3 }',
+        *(w.document for w in WORKLOADS),
+    ]
+    for text in documents:
+        lexer = Lexer(Source(text))
+        count = 0
+        while lexer.advance().kind is not TokenKind.EOF:
+            count += 1
+        count += text.count("#")  # the lexer skips comments; the parser's max_tokens counts them
+        assert not exceeds_tokens(text, count)
+        assert exceeds_tokens(text, count - 1) or len(text) <= count - 1
+
+
+PRESCAN_DOCUMENTS = [
+    get_introspection_query(descriptions=True),
+    *(w.document for w in WORKLOADS),
+    *ATTACKS.values(),
+    "{ a: games { edges { node { id } } } b: games { totalCount } "
+    + "... on Query { __typename } " * 12
+    + "}",
+    "query Q($x: Int = 3, $y: Boolean! @deprecated) @a @b @c @d @e @f { x: __typename @skip(if: $y) }",
+    "{ " + " ".join(f"a{i}: __typename" for i in range(30)) + " f(a: {b: 1, c: [2], d: {e: 3}}) }",
+    "fragment F on Game { "
+    + "title " * 10
+    + "} { games { edges { node { ...F ...F "
+    + "id " * 10
+    + "} } } }",
+]
+
+
+@pytest.mark.parametrize("text", PRESCAN_DOCUMENTS)
+def test_prescan_refuses_nothing_the_document_check_allows(text: str) -> None:
+    found = prescan(text, LIMITS, 5000)
+    if found is None:
+        return
+    code = (found.extensions or {})["code"]
+    if code == "TOKEN_LIMIT_EXCEEDED":
+        assert exceeds_tokens(text, 5000)
+    else:
+        assert code in codes(text)
+
+
+@pytest.mark.parametrize("expected", ["TOO_MANY_ALIASES", "TOO_MANY_DIRECTIVES", "TOO_MANY_REPEATED_FIELDS"])
+def test_prescan_catches_the_attacks_before_parsing(expected: str) -> None:
+    found = prescan(ATTACKS[expected], LIMITS, 5000)
+    assert found is not None
+    assert (found.extensions or {})["code"] == expected
