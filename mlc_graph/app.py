@@ -21,7 +21,7 @@ from dataclasses import replace
 import asyncpg
 from aiohttp import web
 
-from mlc_graph import observe, view
+from mlc_graph import observe, view, web_vitals
 from mlc_graph.config import Settings
 from mlc_graph.db import create_pool
 from mlc_graph.events import EventBus
@@ -58,6 +58,7 @@ def create_app(settings: Settings, features: Sequence[Feature] | None = None) ->
     )
     app.cleanup_ctx.append(_database)
     view.add_routes(app)
+    web_vitals.add_routes(app)
     for install in FEATURES if features is None else features:
         install(app)
     return app

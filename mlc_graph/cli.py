@@ -80,6 +80,12 @@ def cmd_persist(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_import_students(args: argparse.Namespace, settings: Settings) -> int:
+    from mlc_graph.student_import_cli import import_students_command
+
+    return import_students_command(settings, args.file, args.teacher)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlc-graph", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     persist = sub.add_parser("persist", help="register trusted documents (.graphql files); prints hashes")
     persist.add_argument("files", nargs="+", metavar="FILE", help="a .graphql file of operations")
     persist.set_defaults(func=cmd_persist)
+
+    imports = sub.add_parser("import-students", help="import a roster CSV into a teacher's class")
+    imports.add_argument("file", help="CSV with first_name, last_name, username and optionally email")
+    imports.add_argument("--teacher", type=int, required=True, help="teacher id of the class")
+    imports.set_defaults(func=cmd_import_students)
 
     sub.add_parser("export-schema", help="print the schema SDL (schema.graphql)").set_defaults(
         func=cmd_export_schema

@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from strawberry.printer import print_schema
 
+from resolvers.assignment_writes import AssignmentMutation
 from resolvers.assignments import Assignment
 from resolvers.badges import Badge
 from resolvers.games import Category, Game, GameFilter, Level, resolve_categories, resolve_games
@@ -16,10 +17,13 @@ from resolvers.organizations import Organization
 from resolvers.realtime import RealtimeMutation, Subscription
 from resolvers.relay import Connection, Node, expect_global_id
 from resolvers.reports import ClassProgress, resolve_class_progress
+from resolvers.score_writes import ScoreMutation
 from resolvers.scores import Score
+from resolvers.student_imports import StudentImportMutation
 from resolvers.students import Student
 from resolvers.teachers import Teacher
 from resolvers.viewer import Viewer, _game, _student, _teacher, resolve_node, resolve_viewer
+from resolvers.web_vitals import WebVitalsMutation, WebVitalSummary, resolve_web_vitals
 
 # Types reachable only through the Node interface must be named for the schema to include them.
 NODE_TYPES: list[Any] = [Student, Teacher, Organization, Game, Category, Level, Assignment, Score, Badge]
@@ -57,10 +61,14 @@ class Query:
     class_progress: ClassProgress = strawberry.field(
         resolver=resolve_class_progress, description="Per-student progress of a teacher's class (a report)."
     )
+    web_vitals: list[WebVitalSummary] = strawberry.field(
+        resolver=resolve_web_vitals,
+        description="Real-user performance of a page since a time: per metric p75 and rating shares (staff).",
+    )
 
 
 @strawberry.type
-class Mutation(RealtimeMutation):
+class Mutation(RealtimeMutation, ScoreMutation, AssignmentMutation, StudentImportMutation, WebVitalsMutation):
     """Every write: each domain contributes its mutations by inheritance."""
 
 
