@@ -1,0 +1,136 @@
+"""Lifecycle: SIGTERM drains in-flight requests; a database that goes away costs errors only while it is away."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from mlc_graph.migrate import migrate
+from tests import factories
+from tests.conftest_http import (
+    app_client,
+    bearer,
+    free_port,
+    http_settings,
+    start_server,
+    stop_server,
+    wait_ready,
+)
+from tests.pgcluster import primary_cluster
+
+pytestmark = pytest.mark.slow
+
+TEACHER_QUERY = {"query": "query Me { viewer { teacher { displayName } } }"}
+IN_FLIGHT = 8
+WAITING_ON_LOCK = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = 'mlc-graph' AND wait_event_type = 'Lock'
+"""
+
+
+async def _post(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> tuple[int, Any]:
+    async with session.post(url, json=TEACHER_QUERY, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def test_sigterm_finishes_every_in_flight_request_then_stops(
+    database_url: str, clean_db: asyncpg.Pool
+) -> None:
+    org = await factories.make_org(clean_db)
+    teacher_id = await factories.make_teacher(clean_db, org, "Ada", "Lovelace")
+    auth = bearer("teacher", teacher_id, org)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/graphql"
+    process = start_server(database_url, port)
+    try:
+        await wait_ready(port, process)
+        lock = await asyncpg.connect(database_url)
+        # Activity is read on its own connection: inside a transaction pg_stat_activity is a snapshot.
+        watch = await asyncpg.connect(database_url)
+        locked = lock.transaction()
+        await locked.start()
+        # Hold the teachers table so every request is provably in flight (blocked in SQL) at SIGTERM.
+        await lock.execute("LOCK TABLE teachers IN ACCESS EXCLUSIVE MODE")
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            pending = [asyncio.create_task(_post(session, url, auth)) for _ in range(IN_FLIGHT)]
+            for _ in range(200):
+                if await watch.fetchval(WAITING_ON_LOCK) == IN_FLIGHT:
+                    break
+                await asyncio.sleep(0.05)
+            assert await watch.fetchval(WAITING_ON_LOCK) == IN_FLIGHT
+            process.send_signal(signal.SIGTERM)
+            # It stops accepting at once, while the blocked requests are still running.
+            refused = False
+            for _ in range(100):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/healthz"):
+                        pass
+                except aiohttp.ClientConnectionError:
+                    refused = True
+                    break
+                await asyncio.sleep(0.02)
+            assert refused
+            assert all(not task.done() for task in pending)
+            await locked.rollback()
+            await lock.close()
+            await watch.close()
+            results = await asyncio.gather(*pending)
+        assert [status for status, _ in results] == [200] * IN_FLIGHT
+        assert all(body["data"]["viewer"]["teacher"]["displayName"] == "A. Lovelace" for _, body in results)
+    finally:
+        code, output = stop_server(process)
+    assert code == 0, output
+
+
+async def test_readiness_and_requests_follow_a_real_database_restart() -> None:
+    with primary_cluster() as cluster:
+        conn = await asyncpg.connect(cluster.url)
+        try:
+            await conn.execute("CREATE DATABASE mlc")
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(cluster.url_for("mlc"))
+        try:
+            await migrate(conn)
+            org = await conn.fetchval("INSERT INTO organizations (name) VALUES ('Org') RETURNING id")
+            teacher_id = await conn.fetchval(
+                "INSERT INTO teachers (org_id, first_name, last_name) VALUES ($1, 'Ada', 'Lovelace') RETURNING id",
+                org,
+            )
+        finally:
+            await conn.close()
+        auth = bearer("teacher", teacher_id, org)
+        async with app_client(http_settings(cluster.url_for("mlc"))) as client:
+
+            async def ask() -> int:
+                response = await client.post("/graphql", json=TEACHER_QUERY, headers=auth)
+                await response.read()
+                return response.status
+
+            assert (await client.get("/readyz")).status == 200
+            assert await ask() == 200
+
+            await asyncio.to_thread(cluster.stop, "fast")
+            assert (await client.get("/readyz")).status == 503
+            assert (await client.get("/healthz")).status == 200
+            down = await client.post("/graphql", json=TEACHER_QUERY, headers=auth)
+            # A clear error at once, never a hang: `viewer` itself needs no SQL, so the answer is partial.
+            body = await down.json()
+            assert body["data"] == {"viewer": {"teacher": None}}
+            assert body["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+
+            await asyncio.to_thread(cluster.start)
+            for _ in range(100):
+                if (await client.get("/readyz")).status == 200:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("never ready again")
+            # Back: no stale connection from before the restart turns into an error now.
+            assert [await ask() for _ in range(10)] == [200] * 10
