@@ -23,6 +23,7 @@ from types import FrameType
 from aiohttp import web
 
 from mlc_graph.config import Settings
+from mlc_graph.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def _worker_entry(settings: Settings, host: str, port: int) -> None:
 
 def _configure_logging() -> None:
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # JSON lines (mlc_graph.logs): one object per line, the request log's format too.
+        configure_logging(os.environ.get("MLC_LOG_LEVEL") or "INFO")
 
 
 class _Supervisor:
