@@ -23,15 +23,17 @@ class Cost:
     locations=[Location.FIELD_DEFINITION],
     name="listSize",
     description=(
-        "How many items a list or connection field returns, for pricing: the value of a slicing "
-        "argument (e.g. first) when present, else assumedSize."
+        "How many items a list or connection field returns, for pricing: the largest slicing argument "
+        "(e.g. first) given, else its default, else assumedSize; sizedFields carry that size."
     ),
 )
 class ListSize:
-    assumed_size: int | None = None
-    slicing_arguments: list[str] | None = None
-    sized_fields: list[str] | None = None
-    require_one_slicing_argument: bool = True
+    # UNSET rather than None: Strawberry leaves unset arguments out of schema.graphql.
+    assumed_size: int | None = strawberry.UNSET
+    slicing_arguments: list[str] | None = strawberry.UNSET
+    # Fields of the returned object that hold the page (a connection's `edges`, a board's `entries`).
+    sized_fields: list[str] | None = strawberry.UNSET
+    require_one_slicing_argument: bool | None = strawberry.UNSET  # unset means true
 
 
 __all__ = ["Cost", "ListSize"]

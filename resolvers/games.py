@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 
 from loaders.games import CategoryRow, GameFilterArgs, GameRow, LevelRow, fetch_all_categories
+from resolvers.directives import ListSize
 from resolvers.enums import Difficulty, GameStatus
 from resolvers.info import Info
 from resolvers.relay import (
@@ -66,7 +67,9 @@ class Category(Node):
     name: str
     description: str
     games: Connection[Game] = strawberry.field(
-        resolver=resolve_category_games, description="Live games of the category, newest first."
+        resolver=resolve_category_games,
+        description="Live games of the category, newest first.",
+        directives=[ListSize(slicing_arguments=["first"])],
     )
 
     @classmethod

@@ -17,6 +17,7 @@ from loaders.leaderboards import BoardKey, RankedRow, fetch_rank, fetch_top
 from mlc_graph.auth import Principal, Role
 from mlc_graph.errors import BadUserInputError, NotFoundError
 from resolvers.access import see_game, see_student
+from resolvers.directives import ListSize
 from resolvers.enums import LeaderboardScope
 from resolvers.info import Info
 from resolvers.relay import expect_global_id
@@ -71,7 +72,8 @@ class LeaderboardEntry:
 class Leaderboard:
     game: Annotated[Game, strawberry.lazy("resolvers.games")]
     scope: LeaderboardScope
-    entries: list[LeaderboardEntry]
+    # Sized by Query.leaderboard(first:) through its @listSize(sizedFields: ["entries"]); 10 is its default.
+    entries: list[LeaderboardEntry] = strawberry.field(directives=[ListSize(assumed_size=10)])
     viewer_entry: LeaderboardEntry | None = strawberry.field(
         description="The viewing student's own line (null for staff or without a challenge score)."
     )

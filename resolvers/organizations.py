@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from loaders.organizations import OrganizationRow
+from resolvers.directives import ListSize
 from resolvers.enums import Tier
 from resolvers.info import Info
 from resolvers.relay import Connection, Node, connection_from_page, global_id_field, page_args
@@ -35,7 +36,9 @@ class Organization(Node):
     tier: Tier
     seat_count: int = strawberry.field(description="Paid student seats (ENSEMBLE tier).")
     teachers: Connection[Annotated[Teacher, strawberry.lazy("resolvers.teachers")]] = strawberry.field(
-        resolver=resolve_teachers, description="The organization's teachers, alphabetically."
+        resolver=resolve_teachers,
+        description="The organization's teachers, alphabetically.",
+        directives=[ListSize(slicing_arguments=["first"])],
     )
 
     @classmethod

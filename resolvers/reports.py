@@ -10,6 +10,7 @@ import strawberry
 from loaders.reports import StudentProgressRow, fetch_class_progress
 from mlc_graph.errors import ForbiddenError, NotFoundError
 from resolvers.access import see_teacher
+from resolvers.directives import ListSize
 from resolvers.info import Info
 from resolvers.relay import expect_global_id
 
@@ -43,7 +44,8 @@ def resolve_completion_rate(root: ClassProgress) -> float | None:
 @strawberry.type(description="A teacher's class at a glance: per-student progress.")
 class ClassProgress:
     teacher: Annotated[Teacher, strawberry.lazy("resolvers.teachers")]
-    students: list[StudentProgress]
+    # Priced as a class of 50 (classes are 20-40 students); the report's own weight is on Query.classProgress.
+    students: list[StudentProgress] = strawberry.field(directives=[ListSize(assumed_size=50)])
     completion_rate: float | None = strawberry.field(
         resolver=resolve_completion_rate,
         description="Completed assignments over all assignments of the class (0 to 1).",

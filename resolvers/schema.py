@@ -10,6 +10,7 @@ from strawberry.printer import print_schema
 from resolvers.assignment_writes import AssignmentMutation
 from resolvers.assignments import Assignment
 from resolvers.badges import Badge
+from resolvers.directives import Cost, ListSize
 from resolvers.games import Category, Game, GameFilter, Level, resolve_categories, resolve_games
 from resolvers.info import Info
 from resolvers.leaderboards import Leaderboard, resolve_leaderboard
@@ -52,14 +53,24 @@ class Query:
     teacher: Teacher | None = strawberry.field(resolver=resolve_teacher)
     game: Game | None = strawberry.field(resolver=resolve_game)
     games: Connection[Game] = strawberry.field(
-        resolver=resolve_games, description="The live game library, newest first."
+        resolver=resolve_games,
+        description="The live game library, newest first.",
+        directives=[ListSize(slicing_arguments=["first"])],
     )
-    categories: list[Category] = strawberry.field(resolver=resolve_categories)
+    # Priced as 20 categories: the catalogue has 8 and grows slowly.
+    categories: list[Category] = strawberry.field(
+        resolver=resolve_categories, directives=[ListSize(assumed_size=20)]
+    )
+    # Costs: a ranked read over best scores (10), a report that aggregates a whole class (100).
     leaderboard: Leaderboard = strawberry.field(
-        resolver=resolve_leaderboard, description="Best challenge scores of a game, ranked."
+        resolver=resolve_leaderboard,
+        description="Best challenge scores of a game, ranked.",
+        directives=[Cost(weight=10), ListSize(slicing_arguments=["first"], sized_fields=["entries"])],
     )
     class_progress: ClassProgress = strawberry.field(
-        resolver=resolve_class_progress, description="Per-student progress of a teacher's class (a report)."
+        resolver=resolve_class_progress,
+        description="Per-student progress of a teacher's class (a report).",
+        directives=[Cost(weight=100)],
     )
     web_vitals: list[WebVitalSummary] = strawberry.field(
         resolver=resolve_web_vitals,

@@ -10,6 +10,7 @@ import strawberry
 from loaders.pagination import PageArgs
 from loaders.students import StudentRow
 from resolvers.access import see_organization, see_teacher
+from resolvers.directives import ListSize
 from resolvers.enums import AssignmentStatus, StudentStatus
 from resolvers.info import Info
 from resolvers.relay import (
@@ -105,13 +106,21 @@ class Student(Node):
         strawberry.field(resolver=resolve_organization)
     )
     assignments: Connection[Annotated[Assignment, strawberry.lazy("resolvers.assignments")]] = (
-        strawberry.field(resolver=resolve_assignments, description="Assignments, soonest due first.")
+        strawberry.field(
+            resolver=resolve_assignments,
+            description="Assignments, soonest due first.",
+            directives=[ListSize(slicing_arguments=["first"])],
+        )
     )
     scores: Connection[Annotated[Score, strawberry.lazy("resolvers.scores")]] = strawberry.field(
-        resolver=resolve_scores, description="Score history, newest first; optionally of one game."
+        resolver=resolve_scores,
+        description="Score history, newest first; optionally of one game.",
+        directives=[ListSize(slicing_arguments=["first"])],
     )
     badges: list[Annotated[EarnedBadge, strawberry.lazy("resolvers.badges")]] = strawberry.field(
-        resolver=resolve_badges, description="Badges earned, in the order they were awarded."
+        resolver=resolve_badges,
+        description="Badges earned, in the order they were awarded.",
+        directives=[ListSize(assumed_size=20)],
     )
     best_score: Annotated[BestScore, strawberry.lazy("resolvers.scores")] | None = strawberry.field(
         resolver=resolve_best_score, description="Best challenge-stage score in a game, if any."

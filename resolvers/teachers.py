@@ -9,6 +9,7 @@ import strawberry
 from loaders.pagination import EMPTY_PAGE
 from loaders.teachers import TeacherRow
 from resolvers.access import see_organization
+from resolvers.directives import ListSize
 from resolvers.info import Info
 from resolvers.relay import Connection, Node, connection_from_page, global_id_field, page_args
 
@@ -55,7 +56,9 @@ class Teacher(Node):
         strawberry.field(resolver=resolve_organization)
     )
     students: Connection[Annotated[Student, strawberry.lazy("resolvers.students")]] = strawberry.field(
-        resolver=resolve_students, description="The teacher's class, alphabetically by last name."
+        resolver=resolve_students,
+        description="The teacher's class, alphabetically by last name.",
+        directives=[ListSize(slicing_arguments=["first"])],
     )
 
     display_name: str = strawberry.field(

@@ -20,7 +20,6 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
     GraphQLType,
-    Undefined,
     is_composite_type,
     value_from_ast_untyped,
 )
@@ -97,8 +96,10 @@ def _field_cost(
     composite = is_composite_type(named)
     cost = declared.get("cost", {})
     sizing = declared.get("listSize", {})
-    if cost.get("weight") is not None:
-        weight = int(cost["weight"])
+    # Unset directive arguments arrive as None, Undefined or Strawberry's UNSET: only real values count.
+    declared_weight = cost.get("weight")
+    if isinstance(declared_weight, int):
+        weight = declared_weight
     elif mutation:
         weight = MUTATION_WEIGHT  # a write costs the same whether it answers a scalar or an object
     elif wrapper or not composite:
@@ -106,7 +107,7 @@ def _field_cost(
     else:
         weight = 1
     slicing = sizing.get("slicingArguments")
-    if slicing is None:
+    if not isinstance(slicing, list):
         slicing = [name for name in SLICING_ARGUMENTS if name in field.args]
     defaults = [
         field.args[name].default_value
@@ -121,9 +122,9 @@ def _field_cost(
     else:
         default_size = DEFAULT_LIST_SIZE
     sized = sizing.get("sizedFields")
-    if sized is None:
+    if not isinstance(sized, list):
         sized = [name for name in CONNECTION_SIZED_FIELDS if is_connection(named) and name in named.fields]  # type: ignore[attr-defined]
-    require_one = sizing.get("requireOneSlicingArgument", True)
+    require_one = sizing.get("requireOneSlicingArgument")
     return FieldCost(
         weight=weight,
         composite=composite,
@@ -131,7 +132,7 @@ def _field_cost(
         slicing_arguments=tuple(slicing),
         default_size=max(0, default_size),
         sized_fields=tuple(sized),
-        require_one_slicing_argument=bool(True if require_one is Undefined else require_one),
+        require_one_slicing_argument=require_one if isinstance(require_one, bool) else True,
     )
 
 
