@@ -55,6 +55,7 @@ def create_app(settings: Settings, features: Sequence[Feature] | None = None) ->
         cache_size=settings.document_cache_size,
         max_tokens=settings.max_tokens,
         allow_anonymous_introspection=not settings.production,
+        executor=settings.executor,
     )
     app.cleanup_ctx.append(_database)
     view.add_routes(app)

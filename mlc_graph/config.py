@@ -110,6 +110,8 @@ class Settings:
     request_log: bool = True
     log_level: str = "INFO"
     compression: bool = True
+    # GraphQL execution (issue 7): the compiled executor, or graphql-core for every operation.
+    executor: str = "compiled"
 
     @property
     def production(self) -> bool:
@@ -173,4 +175,5 @@ class Settings:
             request_log=_bool(env, "MLC_REQUEST_LOG", True),
             log_level=(env.get("MLC_LOG_LEVEL") or "INFO").upper(),
             compression=_bool(env, "MLC_COMPRESSION", True),
+            executor=_choice(env, "MLC_EXECUTOR", ("compiled", "graphql-core"), "compiled"),
         )

@@ -53,6 +53,7 @@ from graphql import (
 )
 from graphql.validation import ASTValidationRule
 
+from mlc_graph.compiled import CompiledExecutor
 from mlc_graph.context import Context
 from mlc_graph.db import DatabaseUnavailableError
 from mlc_graph.errors import ApiError
@@ -238,8 +239,15 @@ class Pipeline:
         cache_size: int,
         max_tokens: int | None = None,
         allow_anonymous_introspection: bool = False,
+        executor: str = "compiled",
     ) -> None:
         self.schema = schema
+        # Issue 7: queries run on compiled plans (byte-identical to graphql-core, which they fall back to).
+        self.compiled = (
+            CompiledExecutor.for_schema(schema, hide_suggestions=production, cache_size=cache_size)
+            if executor == "compiled"
+            else None
+        )
         self.production = production
         self.max_tokens = max_tokens
         self.cache = DocumentCache(cache_size)
@@ -378,6 +386,14 @@ class Pipeline:
             if done is not None:
                 await done
         # A stage that already set a result (the cost dry run) answers instead of execution.
+        if req.result is None and self.compiled is not None:
+            req.result = await self.compiled.execute(
+                parsed.document,  # type: ignore[arg-type]  # not None once validation passed
+                operation,
+                req.context,
+                req.params.variables,
+                name,
+            )
         if req.result is None:
             executed = execute(
                 self.schema,

@@ -116,9 +116,14 @@ class PageInfo:
     end_cursor: str | None
 
 
+def resolve_cursor(root: Edge[Any]) -> str:
+    # Computed only when selected: most pages ask for nodes, not a cursor per edge (issue 7).
+    return encode_cursor(root.node.keyset)
+
+
 @strawberry.type
 class Edge(Generic[T]):
-    cursor: str
+    cursor: str = strawberry.field(resolver=resolve_cursor)
     node: T
 
 
@@ -141,11 +146,12 @@ def connection_from_page(
     has_previous: bool,
     count: Callable[[], Awaitable[int]] | None = None,
 ) -> Connection[Any]:
-    edges = [Edge(cursor=encode_cursor(row.keyset), node=row) for row in page.rows]
+    rows = page.rows
+    edges = [Edge(node=row) for row in rows]
     info = PageInfo(
         has_next_page=page.has_next,
         has_previous_page=has_previous,
-        start_cursor=edges[0].cursor if edges else None,
-        end_cursor=edges[-1].cursor if edges else None,
+        start_cursor=encode_cursor(rows[0].keyset) if rows else None,
+        end_cursor=encode_cursor(rows[-1].keyset) if rows else None,
     )
     return Connection(edges=edges, page_info=info, _count=count)

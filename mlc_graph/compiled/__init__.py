@@ -78,6 +78,15 @@ class CompiledExecutor:
         self.stats = ExecutorStats()
         self._documents: OrderedDict[int, _DocumentPlans] = OrderedDict()
 
+    @classmethod
+    def for_schema(
+        cls, schema: GraphQLSchema, *, hide_suggestions: bool = False, cache_size: int = 1024
+    ) -> CompiledExecutor | None:
+        """An executor for a Strawberry-built schema; None for any other (it then runs on graphql-core)."""
+        if getattr(schema, "_strawberry_schema", None) is None:
+            return None
+        return cls(schema, hide_suggestions=hide_suggestions, cache_size=cache_size)
+
     def _document_plans(self, document: DocumentNode) -> _DocumentPlans:
         entry = self._documents.get(id(document))
         if entry is not None and entry.document is document:

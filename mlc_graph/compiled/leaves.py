@@ -20,6 +20,7 @@ from graphql import (
     GraphQLString,
 )
 from graphql.execution.executor import Executor
+from graphql.pyutils import Undefined
 
 _MIN_INT = -(2**31)
 _MAX_INT = 2**31 - 1
@@ -52,4 +53,12 @@ def leaf_serializer(type_: GraphQLLeafType) -> Callable[[Any], Any]:
             return name
 
         return enum_name
-    return slow
+    coerce = type_.coerce_output_value  # custom scalars (Strawberry's Date, DateTime: isoformat)
+
+    def custom(value: Any) -> Any:
+        result = coerce(value)
+        if result is None or result is Undefined:
+            return slow(value)  # raises graphql-core's error
+        return result
+
+    return custom

@@ -287,7 +287,11 @@ class Compiler:
             field_plan = self.field_plan(type_, key, nodes)
             if field_plan is not None:
                 plan.fields.append(field_plan)
-        plan.memoize = any(
+        # Rows come from DataLoader caches and recur (one game under many assignments); objects that
+        # resolvers build per call (connections, edges: no is_type_of of their own) never do.
+        definition = (type_.extensions or {}).get(_BACKREF)
+        shared = getattr(definition, "is_type_of", None) is not None
+        plan.memoize = shared and any(
             f.kind in (SYNC, ASYNC) or f.complete.kind != LEAF for f in plan.fields if f.kind != TYPENAME
         )
         return plan
