@@ -336,6 +336,8 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
     started_at = dt.datetime.now(dt.UTC)
     # Other work on the machine skews every figure: record how busy it was when the run began.
     load_before = [round(x, 2) for x in os.getloadavg()]
+    if load_before[0] > 1.5:
+        print(f"warning: load average {load_before[0]} before starting: other work will skew the figures")
     seed_info = await ensure_seeded(url, procs.log_dir)
     conn = await asyncpg.connect(url)
     try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from mlc_graph.auth import Role, issue_token
 from resolvers.relay import encode_global_id
@@ -121,7 +122,9 @@ def build_dataset(
     )
 
 
-async def load_dataset(conn: asyncpg.Connection, secret: str, seed: int = 7) -> Dataset:
+async def load_dataset(
+    conn: asyncpg.Connection | PoolConnectionProxy[Any], secret: str, seed: int = 7
+) -> Dataset:
     teachers = [(r["id"], r["org_id"]) for r in await conn.fetch(SELECT_BENCH_TEACHERS)]
     students = [(r["id"], r["org_id"]) for r in await conn.fetch(SELECT_BENCH_STUDENTS)]
     games = [r["id"] for r in await conn.fetch(SELECT_BENCH_LEADERBOARD_GAMES)]
