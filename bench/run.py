@@ -35,6 +35,7 @@ from bench import procstats
 from bench.costtime import cost_timings
 from bench.load import LoadResult, Target, run_load
 from bench.workloads import WORKLOADS, Dataset, Workload, dashboard_workload, load_dataset
+from mlc_graph.config import Settings
 from mlc_graph.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -453,6 +454,7 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
             "redis": bool(opts.redis_url),
         },
         "git": _git_head(),
+        "server_settings": _server_settings(env),
         "workloads": results,
         "page_size": page_size,
         "rss": rss,
@@ -485,13 +487,30 @@ def _growth(page_size: dict[str, Any]) -> dict[str, Any]:
 
 
 def _git_head() -> str | None:
+    """The commit measured, with `+dirty` when tracked files had uncommitted changes."""
     try:
-        out = subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
-        )
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        ).stdout.strip()  # fmt: skip
     except OSError:
         return None
-    return out.stdout.strip() or None
+    return (head + ("+dirty" if dirty else "")) or None
+
+
+def _server_settings(env: dict[str, str]) -> dict[str, Any]:
+    """The settings that shape the figures, as the server will read them from `env`."""
+    settings = Settings.from_env(env)
+    return {
+        "env": settings.env,
+        "executor": getattr(settings, "executor", None),
+        "pool_max": settings.pool.max_size,
+        "access_log": settings.access_log,
+        "redis": settings.redis_url is not None,
+    }
 
 
 # --- reporting --------------------------------------------------------------------------------------
@@ -560,7 +579,8 @@ def markdown(run: dict[str, Any]) -> str:
         f"{plan['seconds_per_round']:g} s per workload and target (medians), 1-client runs of "
         f"{plan['single_client_seconds']:g} s; the whole run took {run['seconds']} s."
         + (f" Server env: {', '.join(plan['server_env'])}." if plan["server_env"] else "")
-        + (" REDIS_URL set." if plan["redis"] else " No REDIS_URL (in-process fallbacks)."),
+        + (" REDIS_URL set." if plan["redis"] else " No REDIS_URL (in-process fallbacks).")
+        + (f" Executor: {run['server_settings']['executor']}." if run.get("server_settings") else ""),
         "",
         table(run),
         "",
