@@ -86,6 +86,12 @@ def cmd_import_students(args: argparse.Namespace, settings: Settings) -> int:
     return import_students_command(settings, args.file, args.teacher)
 
 
+def cmd_loadtest(args: argparse.Namespace, settings: Settings) -> int:
+    from mlc_graph.loadtest import run
+
+    return run(args, settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlc-graph", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("file", help="CSV with first_name, last_name, username and optionally email")
     imports.add_argument("--teacher", type=int, required=True, help="teacher id of the class")
     imports.set_defaults(func=cmd_import_students)
+
+    load = sub.add_parser("loadtest", help="Locust load test in the spec's stages, judged against the SLOs")
+    load.add_argument("--host", default=None, help="a running server (default: spawn one on a free port)")
+    load.add_argument(
+        "--database-url", default=None, help="database for ids and tokens (default DATABASE_URL)"
+    )
+    load.add_argument("--scale", type=float, default=1.0, help="multiply stage durations (CI smoke: 0.02)")
+    load.add_argument("--peak", type=int, default=200, help="peak users (default 200; first plateau is half)")
+    load.add_argument("--workers", type=int, default=1, help="server processes when spawning (default 1)")
+    load.add_argument("--out", default="bench/out/loadtest", help="directory for report.html and summary.md")
+    load.set_defaults(func=cmd_loadtest)
 
     sub.add_parser("export-schema", help="print the schema SDL (schema.graphql)").set_defaults(
         func=cmd_export_schema
