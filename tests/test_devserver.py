@@ -21,16 +21,19 @@ from mlc_graph.devserver import STUDENT_QUERY, TEACHER_QUERY, DemoDataError, mai
 from mlc_graph.embedded import start_embedded
 from mlc_graph.seed import TRUNCATE_ALL
 from tests.graphql_client import principal, run
-from tests.test_seed import DEMO_COUNTS, connect, fresh_database, table_counts
+from tests.test_seed import DEMO_COUNTS, connect, table_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-async def demo_url() -> AsyncIterator[str]:
-    """One database for the dev-flow tests; prepare() seeds it when empty, so test order does not matter."""
-    async with fresh_database() as url:
-        yield url
+async def demo_url(database_url: str) -> AsyncIterator[str]:
+    """The run's database, emptied first (prepare() seeds it) and afterwards (no rows leak to others)."""
+    async with connect(database_url) as conn:
+        await conn.execute(TRUNCATE_ALL)
+    yield database_url
+    async with connect(database_url) as conn:
+        await conn.execute(TRUNCATE_ALL)
 
 
 async def test_make_run_flow_migrates_seeds_once_and_mints_working_tokens(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -14,11 +12,20 @@ import asyncpg
 import pytest
 
 from mlc_graph.config import Settings
-from mlc_graph.migrate import migrate
-from mlc_graph.seed import DEMO, TABLES, DatabaseNotEmptyError, Scale, seed, seed_command
+from mlc_graph.seed import (
+    DEMO,
+    TABLES,
+    TRUNCATE_ALL,
+    DatabaseNotEmptyError,
+    Scale,
+    anchor_for,
+    seed,
+    seed_command,
+)
 
-ADMIN_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-ANCHOR = datetime(2026, 3, 15, tzinfo=UTC)
+# Today's anchor, fixed once for the run: the seeds compared below must share it. (A date far from
+# today would make the seed add partitions the run's shared database does not otherwise have.)
+ANCHOR = anchor_for(datetime.now(UTC).date())
 
 # The demo counts documented in docs/DATA.md; they do not depend on the day the seed runs.
 DEMO_COUNTS = {
@@ -73,35 +80,6 @@ SELECT (SELECT count(*) FROM students s JOIN teachers t ON t.id = s.teacher_id W
 """
 
 
-def _url_for(dbname: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{dbname}"
-
-
-@asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    """A new, migrated, empty database for one test (the seed wants a database of its own)."""
-    name = f"mlc_seed_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        conn = await asyncpg.connect(_url_for(name))
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-        yield _url_for(name)
-    finally:
-        admin = await asyncpg.connect(ADMIN_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
 @asynccontextmanager
 async def connect(url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(url)
@@ -123,10 +101,14 @@ async def _checksums(conn: asyncpg.Connection) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-async def scratch_url() -> AsyncIterator[str]:
-    """One database for this module; every test reseeds it with reset=True, so order does not matter."""
-    async with fresh_database() as url:
-        yield url
+async def scratch_url(database_url: str) -> AsyncIterator[str]:
+    """The run's database; every test here reseeds it with reset=True, so order does not matter.
+
+    Emptied afterwards, so seeded rows reach no other test (they start from TRUNCATE too).
+    """
+    yield database_url
+    async with connect(database_url) as conn:
+        await conn.execute(TRUNCATE_ALL)
 
 
 async def test_demo_seed_has_the_documented_counts_and_consistent_rows(scratch_url: str) -> None:
