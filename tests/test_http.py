@@ -278,7 +278,9 @@ async def test_second_identical_request_hits_the_document_cache(
     hits, misses = cache.hits, cache.misses
     response = await client.post("/graphql", json={"query": document}, headers=teacher)
     assert response.status == 200
-    assert (cache.hits, cache.misses) == (hits + 1, misses)
+    # Not parsed again (no new miss); features may look the document up too, so hits only grow.
+    assert cache.misses == misses
+    assert cache.hits > hits
 
 
 def test_document_cache_is_bounded() -> None:
