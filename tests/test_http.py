@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -348,6 +350,19 @@ def test_production_refuses_to_start_without_a_real_secret() -> None:
         with pytest.raises(ConfigError):
             Settings.from_env({"MLC_ENV": "production", "MLC_JWT_SECRET": secret})
     assert Settings.from_env({"MLC_ENV": "production", "MLC_JWT_SECRET": "x" * 40}).production
+
+
+def test_serve_refuses_production_without_a_secret(database_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MLC_JWT_SECRET"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "mlc_graph.cli", "serve", "--port", str(free_port())],
+        env={**env, "MLC_ENV": "production", "DATABASE_URL": database_url},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert b"MLC_JWT_SECRET" in completed.stderr
 
 
 # --- error masking (pipeline level, on a tiny schema whose resolvers fail on purpose) -----------------
