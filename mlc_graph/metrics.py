@@ -13,7 +13,10 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -187,11 +190,17 @@ class Metrics:
         self._callbacks = _CallbackCollector()
         r.register(self._pools)
         r.register(self._callbacks)
+        self._syncs: list[Callable[[], None]] = []
         self._operations: set[str] = set()
         self._latency_children: dict[tuple[str, str], Histogram] = {}
 
     def add_pool(self, name: str, pool: asyncpg.Pool) -> None:
         self._pools.pools.append(_PoolRef(name, pool))
+
+    def add_sync(self, sync: Callable[[], None]) -> None:
+        """Run `sync` before each scrape: it brings real counters up to date from another module's tallies
+        (kept as plain ints on the hot path), so they merge across worker processes like any counter."""
+        self._syncs.append(sync)
 
     def add_source(self, source: Callable[[], Iterable[Metric]]) -> None:
         """Expose metrics another module keeps itself, e.g. the rate limiter's counters."""
@@ -233,6 +242,8 @@ class Metrics:
         self.sql_seconds.labels(category).observe(sql_seconds)
 
     def render(self) -> bytes:
+        for sync in self._syncs:
+            sync()
         if self.multiprocess:
             from prometheus_client import multiprocess
 
@@ -285,3 +296,28 @@ def metrics_handler(
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return handle
+
+
+@contextmanager
+def multiprocess_directory() -> Iterator[None]:
+    """For `serve --workers N`: a shared directory where every worker keeps its metric values, so a scrape
+    answered by any worker reports the sum of all (prometheus-client's multiprocess mode). Set before the
+    workers start; removed when they have stopped. A directory the operator set is used and kept."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="mlc-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def worker_exited(pid: int | None) -> None:
+    """Drop a dead worker's live gauges (in-flight, WebSockets) so they stop counting toward the sum."""
+    if pid is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import replace
 
@@ -23,7 +23,6 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from graphql import FieldNode, OperationDefinitionNode, OperationType
-from prometheus_client.core import CounterMetricFamily, Metric
 
 from mlc_graph import pubsub, redis_client
 from mlc_graph.compression import maybe_compress
@@ -89,14 +88,22 @@ def _outcome(status: int, codes: Iterable[str]) -> str:
     return "ok"
 
 
-def _document_cache_source(app: web.Application) -> Metric:
-    family = CounterMetricFamily(
-        "mlc_cache_requests", "Cache lookups by cache and result", labels=["cache", "result"]
-    )
-    cache = app[PIPELINE].cache
-    family.add_metric(["document", "hit"], cache.hits)
-    family.add_metric(["document", "miss"], cache.misses)
-    return family
+def _document_cache_sync(app: web.Application, metrics: Metrics) -> Callable[[], None]:
+    """Carry the document cache's own hit and miss tallies into the cache counter at scrape time."""
+    hits = metrics.cache_requests.labels("document", "hit")
+    misses = metrics.cache_requests.labels("document", "miss")
+    seen = [0, 0]
+
+    def sync() -> None:
+        cache = app[PIPELINE].cache
+        # A cleared or replaced cache may restart its tallies: count from there rather than go backwards.
+        hit_delta = cache.hits - seen[0] if cache.hits >= seen[0] else cache.hits
+        miss_delta = cache.misses - seen[1] if cache.misses >= seen[1] else cache.misses
+        hits.inc(hit_delta)
+        misses.inc(miss_delta)
+        seen[:] = [cache.hits, cache.misses]
+
+    return sync
 
 
 def _middleware(app: web.Application, metrics: Metrics) -> Middleware:
@@ -278,7 +285,7 @@ def install(app: web.Application) -> None:
     for collector in redis_client.collectors():
         metrics.register(collector)
     metrics.register(pubsub.NOTICES_DELIVERED)
-    metrics.add_source(lambda: [_document_cache_source(app)])
+    metrics.add_sync(_document_cache_sync(app, metrics))
     app.middlewares.append(_middleware(app, metrics))
     _stages(app, options)
     guard = MetricsGuard.parse(settings.metrics_token, settings.metrics_allow)

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from mlc_graph.config import Settings
 from mlc_graph.logs import configure_logging
+from mlc_graph.metrics import multiprocess_directory, worker_exited
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class _Supervisor:
                 slot = sentinels[ready]  # type: ignore[index]
                 process, started = self.workers[slot]
                 process.join()
+                worker_exited(process.pid)
                 if self.stop.is_set():
                     break
                 if time.monotonic() - started < CRASH_WINDOW_SECONDS:
@@ -192,4 +194,6 @@ def serve(
     count = workers if workers is not None and workers > 0 else default_workers(settings)
     if count <= 1:
         return run_worker(settings, host, port)
-    return _Supervisor(settings, host, port, count).run()
+    # Workers share their metric values through a directory, so any worker's /metrics reports them all.
+    with multiprocess_directory():
+        return _Supervisor(settings, host, port, count).run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -14,7 +15,15 @@ from mlc_graph.metrics import MAX_OPERATION_LABELS, Metrics, MetricsGuard, metri
 from mlc_graph.observe import METRICS, category_of
 from tests import factories
 from tests.conftest import TENANT_TABLES
-from tests.conftest_http import app_client, bearer, http_settings
+from tests.conftest_http import (
+    app_client,
+    bearer,
+    free_port,
+    http_settings,
+    start_server,
+    stop_server,
+    wait_ready,
+)
 
 
 def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -175,3 +184,41 @@ def test_categories_follow_the_operation() -> None:
     assert category("{ classProgress(teacherId: 1) { students { averageScore } } }") == "report"
     assert category("mutation { endSession }") == "write"
     assert category("subscription { leaderboardUpdated(gameId: 1) { scope } }") == "realtime"
+
+
+@pytest.mark.slow
+async def test_with_workers_any_scrape_reports_every_workers_counts(
+    database_url: str, teacher_auth: dict[str, str]
+) -> None:
+    port = free_port()
+    process = start_server(database_url, port, "--workers", "2")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_ready(port, process)
+        pids: set[int] = set()
+        # New connections each time, so the kernel spreads them over both workers' sockets.
+        for _ in range(20):
+            async with aiohttp.ClientSession() as session:
+                async with session.post(
+                    f"{base}/graphql", json={"query": STUDENTS}, headers=teacher_auth
+                ) as r:
+                    assert r.status == 200
+                async with session.get(f"{base}/healthz") as r:
+                    pids.add((await r.json())["pid"])
+        seen: list[float] = []
+        scraped_by: set[str] = set()
+        for _ in range(10):
+            async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as r:
+                text = await r.text()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "mlc_graphql_requests_total" and sample.labels["outcome"] == "ok":
+                        seen.append(sample.value)
+                    if sample.name == "mlc_db_pool_max_connections":
+                        scraped_by.add(sample.labels["pid"])
+    finally:
+        code, output = stop_server(process)
+    assert code == 0, output
+    assert len(pids) == 2, "both workers served"
+    assert seen and all(value == 20 for value in seen), (seen, output[-2000:])
+    assert scraped_by <= {str(pid) for pid in pids}
