@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -212,3 +216,18 @@ async def test_trusted_documents_over_http(database_url: str, documents_table: a
             400,
             "PERSISTED_QUERY_NOT_ALLOWED",
         )
+
+
+async def test_persist_command_prints_hashes(
+    documents_table: asyncpg.Pool, database_url: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "ops.graphql"
+    source.write_text(QUERY, encoding="utf-8")
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": ""}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mlc_graph.cli", "persist", str(source), env=env, stdout=asyncio.subprocess.PIPE
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0
+    assert output.decode().split() == [SHA, "Me", str(source)]
+    assert await TableStore(documents_table).get(SHA) == QUERY
