@@ -404,14 +404,25 @@ def _tiny_context(pool: asyncpg.Pool, production: bool = False) -> Context:
     )
 
 
-async def _run_tiny(pool: asyncpg.Pool, query: str, production: bool = False) -> tuple[Any, int]:
-    pipeline = Pipeline(_tiny_schema(), production=production, cache_size=8)
+@pytest.fixture(params=["compiled", "graphql-core"])
+def executor_name(request: pytest.FixtureRequest) -> str:
+    """Masking must hold on both executors the pipeline can run."""
+    name: str = request.param
+    return name
+
+
+async def _run_tiny(
+    pool: asyncpg.Pool, query: str, executor: str = "compiled", production: bool = False
+) -> tuple[Any, int]:
+    pipeline = Pipeline(_tiny_schema(), production=production, cache_size=8, executor=executor)
     outcome = await pipeline.run(PreparedRequest(GraphQLParams(query), _tiny_context(pool, production)))
     return outcome.body, outcome.status
 
 
-async def test_unexpected_errors_are_masked(pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture) -> None:
-    payload, status = await _run_tiny(pool, "{ ok boom }")
+async def test_unexpected_errors_are_masked(
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture, executor_name: str
+) -> None:
+    payload, status = await _run_tiny(pool, "{ ok boom }", executor_name)
     assert status == 200
     assert payload["data"] == {"ok": 1, "boom": None}
     error = payload["errors"][0]
@@ -421,18 +432,18 @@ async def test_unexpected_errors_are_masked(pool: asyncpg.Pool, caplog: pytest.L
     assert any("password_hash" in str(r.exc_info) for r in caplog.records if r.exc_info)
 
 
-async def test_api_errors_pass_through(pool: asyncpg.Pool) -> None:
-    payload, _ = await _run_tiny(pool, "{ missing }")
+async def test_api_errors_pass_through(pool: asyncpg.Pool, executor_name: str) -> None:
+    payload, _ = await _run_tiny(pool, "{ missing }", executor_name)
     assert payload["errors"][0]["message"] == "Student not found"
     assert payload["errors"][0]["extensions"]["code"] == "NOT_FOUND"
 
 
-async def test_database_unavailable_is_503(pool: asyncpg.Pool) -> None:
-    payload, status = await _run_tiny(pool, "{ down }")
+async def test_database_unavailable_is_503(pool: asyncpg.Pool, executor_name: str) -> None:
+    payload, status = await _run_tiny(pool, "{ down }", executor_name)
     assert status == 503
     assert payload["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
     assert "10.0.0.5" not in orjson.dumps(payload).decode()
-    partial, partial_status = await _run_tiny(pool, "{ ok down }")
+    partial, partial_status = await _run_tiny(pool, "{ ok down }", executor_name)
     assert partial_status == 200  # some data made it: not a failed response
     assert partial["data"] == {"ok": 1, "down": None}
 
