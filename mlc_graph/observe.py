@@ -106,6 +106,18 @@ def _document_cache_sync(app: web.Application, metrics: Metrics) -> Callable[[],
     return sync
 
 
+def _subscriptions_sync(app: web.Application, metrics: Metrics) -> Callable[[], None]:
+    """Active subscriptions of this process, asked of the real-time feature's fan-out at scrape time."""
+
+    def sync() -> None:
+        realtime = app[SERVICES].get("realtime")
+        updates = getattr(realtime, "updates", None)
+        if isinstance(updates, pubsub.BoardUpdates):
+            metrics.subscriptions.set(updates.local_subscribers)
+
+    return sync
+
+
 def _middleware(app: web.Application, metrics: Metrics) -> Middleware:
     settings = app[SETTINGS]
     request_log = settings.request_log
@@ -286,6 +298,7 @@ def install(app: web.Application) -> None:
         metrics.register(collector)
     metrics.register(pubsub.NOTICES_DELIVERED)
     metrics.add_sync(_document_cache_sync(app, metrics))
+    metrics.add_sync(_subscriptions_sync(app, metrics))
     app.middlewares.append(_middleware(app, metrics))
     _stages(app, options)
     guard = MetricsGuard.parse(settings.metrics_token, settings.metrics_allow)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import asyncpg
 import pytest
@@ -10,9 +12,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from graphql import OperationDefinitionNode, parse
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlc_graph import redis_client
+from mlc_graph import observe, redis_client, subscriptions
+from mlc_graph.app import create_app
 from mlc_graph.metrics import MAX_OPERATION_LABELS, Metrics, MetricsGuard, metrics_handler
 from mlc_graph.observe import METRICS, category_of
+from resolvers.relay import encode_global_id
 from tests import factories
 from tests.conftest import TENANT_TABLES
 from tests.conftest_http import (
@@ -222,3 +226,37 @@ async def test_with_workers_any_scrape_reports_every_workers_counts(
     assert len(pids) == 2, "both workers served"
     assert seen and all(value == 20 for value in seen), (seen, output[-2000:])
     assert scraped_by <= {str(pid) for pid in pids}
+
+
+async def test_websocket_connections_and_subscriptions_are_gauged(
+    database_url: str, pool: asyncpg.Pool
+) -> None:
+    await pool.execute(f"TRUNCATE {TENANT_TABLES} RESTART IDENTITY CASCADE")
+    org = await factories.make_org(pool)
+    teacher_id = await factories.make_teacher(pool, org)
+    [student] = await factories.make_students(pool, org, teacher_id, 1)
+    _, _, [game] = await factories.make_catalogue(pool, games=1)
+    token = bearer("student", student, org)["Authorization"].split()[1]
+    subscription = (
+        "subscription Live($g: ID!) { leaderboardUpdated(gameId: $g, scope: CLASS) { entries { rank } } }"
+    )
+    app = create_app(http_settings(database_url), features=[observe.install, subscriptions.install])
+    async with TestClient(TestServer(app)) as client:
+        ws = await client.ws_connect("/graphql", protocols=("graphql-transport-ws",))
+        await ws.send_json({"type": "connection_init", "payload": {"token": token}})
+        assert (await ws.receive_json())["type"] == "connection_ack"
+        variables = {"g": encode_global_id("Game", game)}
+        await ws.send_json(
+            {"id": "1", "type": "subscribe", "payload": {"query": subscription, "variables": variables}}
+        )
+        assert (await ws.receive_json())["type"] == "next"
+        s = _samples(app[METRICS])
+        assert s[("mlc_websocket_connections", ())] == 1
+        assert s[("mlc_subscriptions_active", ())] == 1
+        assert s[("mlc_http_requests_in_flight", ())] == 0
+        await ws.close()
+        for _ in range(50):
+            if _samples(app[METRICS])[("mlc_websocket_connections", ())] == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert _samples(app[METRICS])[("mlc_websocket_connections", ())] == 0
