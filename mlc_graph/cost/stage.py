@@ -16,7 +16,7 @@ from graphql import ExecutionResult, GraphQLError
 
 from mlc_graph.cost.analyzer import CostAnalysis, CostAnalyzer
 from mlc_graph.keys import PIPELINE, SETTINGS
-from mlc_graph.pipeline import PreparedRequest, RequestRefused
+from mlc_graph.pipeline import MAX_CACHED_DOCUMENT_CHARS, PreparedRequest, RequestRefused
 
 INCLUDE_FIELDS_HEADER = "X-Cost-Include-Fields"
 DRY_RUN_HEADER = "X-Cost-Dry-Run"
@@ -60,9 +60,10 @@ class CostStage:
         assert req.document is not None
         params = req.params
         try:
-            analysis = self.analyzer.analyze(
-                req.document, params.variables, params.operation_name, params.query
-            )
+            # Documents the pipeline does not cache are not cached here either: no pinning megabytes.
+            text = params.query
+            key = text if text is not None and len(text) <= MAX_CACHED_DOCUMENT_CHARS else None
+            analysis = self.analyzer.analyze(req.document, params.variables, params.operation_name, key)
         except GraphQLError as error:
             raise RequestRefused(error) from error
         budget = self.budget_for(req)
