@@ -57,16 +57,26 @@ def tree_cpu_seconds(pid: int) -> float:
     return cpu_seconds(process_tree(pid))
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU of every process named `postgres` (backends of every client, not only ours)."""
-    pids = []
+def postgres_backends_cpu(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving `database` (its title names the database).
+
+    Other sessions' backends come and go on a shared machine, so callers compare snapshots per pid.
+    """
+    found: dict[int, float] = {}
+    marker = f" {database} "
     for pid in _all_pids():
         try:
-            if (_PROC / str(pid) / "comm").read_text().strip() == "postgres":
-                pids.append(pid)
+            title = (_PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-    return cpu_seconds(pids)
+        if title.startswith("postgres:") and marker in title:
+            found[pid] = cpu_seconds([pid])
+    return found
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two snapshots by the processes alive at the second one."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def rss_bytes(pid: int) -> int:

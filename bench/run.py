@@ -220,12 +220,14 @@ class Bench:
     plan: Plan
     dataset: Dataset
     clients: int
+    database: str
     log: list[str] = field(default_factory=list)
 
     async def measure(
         self, target: Target, pid: int, workload: Workload, clients: int, duration: float
     ) -> Measured:
-        server_before, pg_before = procstats.tree_cpu_seconds(pid), procstats.postgres_cpu_seconds()
+        server_before = procstats.tree_cpu_seconds(pid)
+        pg_before = procstats.postgres_backends_cpu(self.database)
         result = await run_load(
             target,
             workload,
@@ -237,7 +239,7 @@ class Bench:
         measured = Measured(
             result,
             procstats.tree_cpu_seconds(pid) - server_before,
-            procstats.postgres_cpu_seconds() - pg_before,
+            procstats.cpu_delta(pg_before, procstats.postgres_backends_cpu(self.database)),
         )
         s = measured.summary()
         line = (
@@ -348,7 +350,7 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
         await conn.close()
     workloads = [w for w in WORKLOADS if not opts.workloads or w.key in opts.workloads]
     costs = cost_timings(dataset)
-    bench = Bench(plan, dataset, opts.clients)
+    bench = Bench(plan, dataset, opts.clients, url.rpartition("/")[2])
     env = server_env(url, opts.server_env, opts.redis_url)
 
     floor_port, gql_port = free_port(), free_port()
@@ -588,7 +590,8 @@ def markdown(run: dict[str, Any]) -> str:
         "clients / req/s); the 1-client p95 is the latency target. Errors: GraphQL / floor "
         "(any error makes a figure suspect).",
         "",
-        "Who spent the CPU during the GraphQL rounds (shares of one core; 2 cores in all):",
+        "Who spent the CPU during the GraphQL rounds (shares of one core; 2 cores in all; PostgreSQL: "
+        "the backends serving the bench database):",
         "",
         cpu_table(run),
     ]

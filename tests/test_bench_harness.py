@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
+from bench import procstats
 from bench.floor import STATEMENTS_HEADER, create_app
 from bench.load import LoadResult, Target, percentile, run_load, sql_statements_in_body
 from bench.run import Measured, workload_result, write_json, write_markdown
@@ -442,3 +444,17 @@ def test_results_files_keep_notes_and_the_other_mode(tmp_path: Path) -> None:
     saved = orjson.loads(data.read_bytes())
     assert set(saved) == {"full", "quick"}
     assert saved["full"]["workloads"]["W4"]["ratio"] == 0.5
+
+
+async def test_procstats_reads_processes_and_the_bench_databases_backends(
+    pool: asyncpg.Pool, database_name: str
+) -> None:
+    me = os.getpid()
+    assert me in procstats.process_tree(me)
+    assert procstats.rss_bytes(me) > 0
+    assert procstats.cpu_seconds([me]) > 0
+    await pool.fetchval("SELECT 1")
+    assert procstats.postgres_backends_cpu(database_name)  # the test pool's connections
+    assert procstats.postgres_backends_cpu("no_such_database_here") == {}
+    # A backend that ended between snapshots is ignored, a new one counts from zero.
+    assert procstats.cpu_delta({1: 5.0, 3: 9.0}, {1: 7.0, 2: 1.0}) == 3.0
