@@ -21,7 +21,7 @@ from dataclasses import replace
 import asyncpg
 from aiohttp import web
 
-from mlc_graph import observe, view, web_vitals
+from mlc_graph import observe, subscriptions, view, web_vitals
 from mlc_graph.config import Settings
 from mlc_graph.db import create_pool
 from mlc_graph.events import EventBus
@@ -37,7 +37,7 @@ Feature = Callable[[web.Application], None]
 
 # Other parts of the server register their install function here (one line each).
 # observe first: its middleware must wrap the others' (WebSocket connections are counted there).
-FEATURES: tuple[Feature, ...] = (observe.install,)
+FEATURES: tuple[Feature, ...] = (observe.install, subscriptions.install)
 
 
 def create_app(settings: Settings, features: Sequence[Feature] | None = None) -> web.Application:

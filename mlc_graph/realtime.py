@@ -2,8 +2,9 @@
 
 `Realtime` bundles what issue 5 adds (Redis state, rate limiter, session tracker, live boards, board
 fan-out); the app factory creates one and hands it to every Context as `services["realtime"]`.
-`quota_stage` runs before parsing: it admits the session, counts the request with its cost points and
-puts the RateLimit-* headers on the response, whatever the outcome.
+`quota_stage` runs before execution, once the document is valid and the caller authenticated: it admits
+the session, counts the request with its cost points and puts the RateLimit-* headers on the response,
+whatever the outcome. Requests refused earlier (parse, validation, authentication) are not counted.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def refusal(error: GraphQLError, status: int, headers: dict[str, str] | None = N
 
 
 async def quota_stage(req: PreparedRequest) -> None:
-    """Pipeline stage (before_parse): session cap, then requests and cost points per hour."""
+    """Pipeline stage (before_execute): session cap, then requests and cost points per hour."""
     principal = req.context.principal
     realtime = realtime_of(req.context)
     if principal is None or realtime is None:
@@ -120,7 +121,7 @@ async def quota_stage(req: PreparedRequest) -> None:
         error = session.error()
         raise refusal(error, getattr(error, "http_status", 429))
     cost = 1
-    if realtime.cost_of is not None and req.params.query is not None:
+    if realtime.cost_of is not None:
         cost = max(1, int(realtime.cost_of(req)))
     result = await realtime.count_request(principal, tier, cost)
     req.context.rate_limit = result

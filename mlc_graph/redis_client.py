@@ -107,7 +107,9 @@ class RedisState:
     async def run(self, operation: str, call: Callable[[Redis], Awaitable[T]]) -> T:
         """Run `call` on the client; RedisUnavailable (and a fallback count) when that is not possible."""
         client = self.client
-        if client is None or not self.available:
+        if client is None:
+            raise RedisUnavailable(operation)  # single-instance mode by design: not a fallback
+        if not self.available:
             REDIS_FALLBACKS.labels(operation).inc()
             raise RedisUnavailable(operation)
         try:

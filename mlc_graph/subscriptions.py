@@ -32,7 +32,7 @@ from graphql import ExecutionResult, GraphQLError, OperationType, execute, subsc
 from mlc_graph.auth import AuthError, Principal, bearer_token, decode_token
 from mlc_graph.context import Context, make_context
 from mlc_graph.cost import CostAnalyzer
-from mlc_graph.cost.stage import COST
+from mlc_graph.cost.stage import COST, requested_cost
 from mlc_graph.db import Executor, QueryStats
 from mlc_graph.keys import EVENTS, PIPELINE, POOL, SERVICES, SETTINGS
 from mlc_graph.pipeline import PreparedRequest, _client_error
@@ -315,21 +315,22 @@ def install(app: web.Application) -> None:
         return own[0]
 
     def cost_of(req: PreparedRequest) -> int:
-        # Priced from the pipeline's cached parse, before the cost stage runs: so that requests refused
-        # later (validation, budget) are still counted and still carry the RateLimit-* headers.
-        parsed = pipeline.document(req.params.query or "")
-        if parsed.errors or parsed.document is None:
+        # The cost stage's price when it already ran; else priced here (the analyzer caches both ways).
+        priced = requested_cost(req)
+        if priced is not None:
+            return priced
+        if req.document is None:
             return 1
         try:
             analysis = analyzer().analyze(
-                parsed.document, req.params.variables, req.params.operation_name, cache_key=req.params.query
+                req.document, req.params.variables, req.params.operation_name, cache_key=req.params.query
             )
         except GraphQLError:
             return 1
         return analysis.requested
 
     realtime.cost_of = cost_of
-    pipeline.stages.before_parse.append(quota_stage)
+    pipeline.stages.before_execute.append(quota_stage)
     app[EVENTS].on_score(realtime.boards.score_committed)
     app.middlewares.append(websocket_middleware)
     app[SOCKETS] = set()

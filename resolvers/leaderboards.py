@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from loaders.leaderboards import BoardKey, RankedRow, fetch_rank, fetch_top
+from loaders.leaderboards import BoardKey, RankedRow
 from mlc_graph.auth import Principal, Role
 from mlc_graph.errors import BadUserInputError, NotFoundError
 from resolvers.access import see_game, see_student
 from resolvers.directives import ListSize
 from resolvers.enums import LeaderboardScope
 from resolvers.info import Info
+from resolvers.live_boards import read_board
 from resolvers.relay import expect_global_id
 
 if TYPE_CHECKING:
@@ -110,12 +111,9 @@ async def resolve_leaderboard(
     if game is None:
         raise NotFoundError(f"No Game with id {game_id!r}")
     board = await board_for(info, pk, scope)
-    entries = await fetch_top(info.context.db, board, first)
-    mine = None
-    if viewer.role is Role.STUDENT:
-        mine = next((e for e in entries if e.student_id == viewer.user_id), None)
-        if mine is None:
-            mine = await fetch_rank(info.context.db, board, viewer.user_id)
+    # The live Redis board when real time is on (PostgreSQL otherwise, or while Redis is unavailable).
+    me = viewer.user_id if viewer.role is Role.STUDENT else None
+    entries, mine = await read_board(info, board, first, me)
     return Leaderboard(
         game=game,  # type: ignore[arg-type]
         scope=scope,

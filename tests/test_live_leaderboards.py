@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
+from aiohttp.test_utils import TestClient, TestServer
 
 from loaders.leaderboards import BoardKey, fetch_rank, fetch_top
+from mlc_graph import subscriptions
+from mlc_graph.app import create_app
 from mlc_graph.db import Executor, QueryStats
 from mlc_graph.events import ScoreCommitted
 from mlc_graph.live_leaderboards import LiveLeaderboards
 from mlc_graph.redis_client import RedisState
+from resolvers.relay import encode_global_id
 from tests import factories, redis_support
+from tests.conftest import REDIS_URL
+from tests.conftest_http import http_settings, token
 from tests.redis_support import RedisServer
 
 redis_prefix = redis_support.redis_prefix
@@ -190,3 +198,115 @@ async def test_missed_writes_mark_the_board_stale_when_redis_returns(
     live = await boards.read(db, board, 10)
     assert live.rebuilt
     assert [(e.student_id, e.score) for e in live.entries] == [(a[0], 420)]
+
+
+LEADERBOARD = """
+query Board($game: ID!, $scope: LeaderboardScope!) {
+  leaderboard(gameId: $game, scope: $scope, first: 20) {
+    scope
+    entries { rank score achievedAt displayName student { id firstName } }
+    viewerEntry { rank score achievedAt displayName }
+  }
+}
+"""
+
+
+async def test_query_leaderboard_reads_redis_with_the_same_answer(
+    clean_db: asyncpg.Pool, database_url: str, redis_prefix: str
+) -> None:
+    """Same JSON from the live board as from PostgreSQL, for every scope and kind of viewer."""
+    game, org_a, t_a1, a, b = await _school(clean_db)
+    org_b = await clean_db.fetchval("SELECT org_id FROM students WHERE id = $1", b[0])
+    await _tied_scores(clean_db, game, org_a, a, org_b, b)
+    viewers = [
+        token("student", a[2], org_a),
+        token("student", b[3], org_b),
+        token("teacher", t_a1, org_a),
+    ]
+    variables = [
+        {"game": encode_global_id("Game", game), "scope": s} for s in ("GLOBAL", "ORGANIZATION", "CLASS")
+    ]
+    answers: dict[str, list[Any]] = {}
+    statements: dict[str, list[int]] = {}
+    live = http_settings(database_url, redis_url=REDIS_URL, redis_prefix=redis_prefix)
+    for name, settings, features in (
+        ("sql", http_settings(database_url), []),
+        ("redis", live, [subscriptions.install]),
+    ):
+        async with TestClient(TestServer(create_app(settings, features=features))) as client:
+            for _ in range(2):  # the second round reads boards that already exist
+                answers[name], statements[name] = [], []
+                for bearer_token in viewers:
+                    for v in variables:
+                        response = await client.post(
+                            "/graphql",
+                            json={"query": LEADERBOARD, "variables": v},
+                            headers={"Authorization": f"Bearer {bearer_token}"},
+                        )
+                        body = await response.json()
+                        assert "errors" not in body, body
+                        answers[name].append(body["data"])
+                        statements[name].append(body["extensions"]["sqlStatements"])
+    assert answers["redis"] == answers["sql"]
+    cross_org = [
+        e for d in answers["redis"][3:6] for e in d["leaderboard"]["entries"] if e["student"] is None
+    ]
+    assert cross_org
+    assert all(e["displayName"].startswith("Player ") for e in cross_org if "First" not in e["displayName"])
+    # From Redis, a read costs the game lookup, the viewer's class (CLASS) and one batch of names at most.
+    assert max(statements["redis"]) <= 3
+
+
+async def test_server_keeps_serving_through_a_redis_outage(
+    clean_db: asyncpg.Pool, database_url: str, redis_server: RedisServer
+) -> None:
+    """Redis stopped mid-test: requests succeed (quotas count in process), scores still commit, and the
+    board is rebuilt from PostgreSQL when Redis comes back empty."""
+    game, org_a, _, a, _ = await _school(clean_db)
+    settings = http_settings(database_url, redis_url=redis_server.url)
+    player = {"Authorization": f"Bearer {token('student', a[0], org_a)}"}
+    variables = {"game": encode_global_id("Game", game), "scope": "ORGANIZATION"}
+    submit = "mutation($input: SubmitScoreInput!) { submitScore(input: $input) { clientMutationId } }"
+
+    async def call(client: TestClient[Any, Any], query: str, variables: Any) -> tuple[int, Any]:
+        response = await client.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=player
+        )
+        return response.status, await response.json()
+
+    async with TestClient(TestServer(create_app(settings, features=[subscriptions.install]))) as client:
+        status, body = await call(client, LEADERBOARD, variables)
+        assert (status, body["data"]["leaderboard"]["entries"]) == (200, [])
+        redis_server.stop()
+        for score in (300, 450):
+            key = f"outage-{score}"
+            status, body = await call(
+                client,
+                submit,
+                {
+                    "input": {
+                        "gameId": variables["game"],
+                        "score": score,
+                        "stage": "CHALLENGE",
+                        "idempotencyKey": key,
+                    }
+                },
+            )
+            assert (status, body.get("errors")) == (200, None)
+        status, body = await call(client, "{ viewer { rateLimit { shared used } } }", None)
+        assert (status, body["data"]["viewer"]["rateLimit"]["shared"]) == (200, False)
+        status, body = await call(client, LEADERBOARD, variables)  # read from PostgreSQL meanwhile
+        assert [e["score"] for e in body["data"]["leaderboard"]["entries"]] == [450]
+        redis_server.start()
+        await asyncio.sleep(1.1)  # the probe interval: the next call tries Redis again
+        status, body = await call(client, LEADERBOARD, variables)
+        assert [e["score"] for e in body["data"]["leaderboard"]["entries"]] == [450]
+        live = subscriptions_realtime(client)
+        assert live.redis.client is not None
+        assert await live.redis.client.exists(live.boards.keys(BoardKey(game, "ORGANIZATION", org_a))[0]) == 1
+        status, body = await call(client, "{ viewer { rateLimit { shared } } }", None)
+        assert body["data"]["viewer"]["rateLimit"]["shared"] is True
+
+
+def subscriptions_realtime(client: TestClient[Any, Any]) -> Any:
+    return client.app[subscriptions.REALTIME]
