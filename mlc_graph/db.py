@@ -99,6 +99,7 @@ class Executor:
         "_conn",
         "_options",
         "_pool",
+        "_report_timeout",
         "operation",
         "request_id",
         "stats",
@@ -117,6 +118,8 @@ class Executor:
         self._options = options
         self._acquire_timeout = options.acquire_timeout if acquire_timeout is None else acquire_timeout
         self._comment = ""
+        # Set for report requests: each statement then runs in a transaction with the report timeout.
+        self._report_timeout: str | None = None
         self.operation: str | None = None
         self.request_id = ""
         self.stats = stats
@@ -142,6 +145,11 @@ class Executor:
         self.request_id = request_id
         self._comment = comment_for(self._options.comment_mode, operation, request_id)
 
+    def use_report_timeout(self) -> None:
+        """Give this request's statements the report timeout (30 s) instead of the read one (5 s)."""
+        # SET takes no bind parameters; the value is an int from settings.
+        self._report_timeout = f"SET LOCAL statement_timeout = {int(self._options.report_timeout_ms)}"
+
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
         if self._conn is not None:
@@ -155,7 +163,13 @@ class Executor:
             ) from exc
         try:
             # The pool hands out a proxy that forwards every Connection method; type it as what it proxies.
-            yield cast(asyncpg.Connection, conn)
+            if self._report_timeout is None:
+                yield cast(asyncpg.Connection, conn)
+            else:
+                # SET LOCAL ends with the transaction, so the pooled session keeps the read timeout.
+                async with conn.transaction():
+                    await conn.execute(self._report_timeout)
+                    yield cast(asyncpg.Connection, conn)
         finally:
             await self._pool.release(conn)
 

@@ -192,11 +192,14 @@ def _stages(app: web.Application, options: DbOptions) -> None:
         db = context.db
         db.configure(options)
         db.tag(name, context.request_id)
+        category = category_of(operation)
+        if category == "report":
+            db.use_report_timeout()
         record = _current.get()
         if record is not None:
             record.operation = name
             record.operation_type = operation.operation.value
-            record.category = category_of(operation)
+            record.category = category
             record.stats = context.stats
             principal = context.principal
             if principal is not None:
