@@ -3,7 +3,7 @@
 The same scale and anchor day always produce the same rows: every table draws from its own
 `random.Random` seeded with a fixed string, so changing how one table is generated does not shift the
 others. Timestamps are relative to the anchor (UTC midnight of the day the seed runs) so the data
-always looks recent; tests pass a fixed anchor.
+always looks recent; `seed()` takes the anchor as a parameter.
 
 Ids are set explicitly (rows reference each other before PostgreSQL could hand ids out) and the
 sequences are moved past them afterwards, so later inserts never collide. Scores are generated in
