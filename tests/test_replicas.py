@@ -13,10 +13,15 @@ from mlc_graph.config import PoolSettings
 from mlc_graph.db import create_pool
 from mlc_graph.metrics import Metrics
 from mlc_graph.migrate import migrate
+from mlc_graph.observe import METRICS, ROUTER
 from mlc_graph.redis_client import RedisState
 from mlc_graph.replicas import LocalMarks, RedisMarks, Replica, ReplicaRouter, parse_lsn, user_key
+from resolvers.relay import encode_global_id
+from tests import factories
 from tests.conftest import REDIS_URL
+from tests.conftest_http import app_client, bearer, http_settings
 from tests.pgcluster import Cluster, primary_cluster, streaming_replica
+from tests.test_metrics import _samples
 
 pytestmark = pytest.mark.slow
 
@@ -200,3 +205,78 @@ async def test_without_a_healthy_replica_reads_use_the_primary(clusters: tuple[C
     finally:
         await dead_pool.close()
         await primary_pool.close()
+
+
+SCORES_QUERY = "query MyScores { viewer { student { scores(first: 5) { edges { node { score } } } } } }"
+SUBMIT = """
+mutation Play($input: SubmitScoreInput!) { submitScore(input: $input) { score { score } } }
+"""
+
+
+async def test_the_app_routes_by_operation_and_keeps_read_your_writes(
+    clusters: tuple[Cluster, Cluster], pools: tuple[asyncpg.Pool, asyncpg.Pool]
+) -> None:
+    primary, replica = clusters
+    primary_pool, replica_pool = pools
+    org = await factories.make_org(primary_pool, name=f"Routed {uuid.uuid4().hex[:6]}")
+    teacher = await factories.make_teacher(primary_pool, org)
+    writer, reader = await factories.make_students(primary_pool, org, teacher, 2)
+    _, _, [game] = await factories.make_catalogue(primary_pool, games=1)
+    settings = http_settings(
+        primary.url_for("mlc"), database_read_urls=(replica.url_for("mlc"),), replica_poll_seconds=0.05
+    )
+    writer_auth, reader_auth = bearer("student", writer, org), bearer("student", reader, org)
+    async with app_client(settings) as client:
+        router = client.app[ROUTER]
+        for _ in range(200):  # the replica must have replayed the rows made above before it is asked
+            await router.refresh()
+            if await replica_pool.fetchval("SELECT count(*) FROM games WHERE id = $1", game):
+                break
+            await asyncio.sleep(0.05)
+
+        async def my_scores(auth: dict[str, str]) -> list[int]:
+            response = await client.post("/graphql", json={"query": SCORES_QUERY}, headers=auth)
+            body = await response.json()
+            return [e["node"]["score"] for e in body["data"]["viewer"]["student"]["scores"]["edges"]]
+
+        def routed() -> dict[tuple[str, str], float]:
+            return {
+                (dict(labels)["target"], dict(labels)["reason"]): value
+                for (name, labels), value in _samples(client.app[METRICS]).items()
+                if name == "mlc_db_routed_requests_total"
+            }
+
+        assert await my_scores(writer_auth) == []
+        assert routed() == {("replica", "replica"): 1}
+
+        await replica_pool.execute("SELECT pg_wal_replay_pause()")
+        try:
+            variables = {
+                "input": {
+                    "gameId": encode_global_id("Game", game),
+                    "score": 640,
+                    "stage": "CHALLENGE",
+                    "idempotencyKey": uuid.uuid4().hex,
+                }
+            }
+            played = await client.post(
+                "/graphql", json={"query": SUBMIT, "variables": variables}, headers=writer_auth
+            )
+            assert (await played.json())["data"]["submitScore"]["score"]["score"] == 640
+            # The replica has not replayed the score, yet its author sees it: that read went to the primary.
+            assert await my_scores(writer_auth) == [640]
+            assert await my_scores(reader_auth) == []
+            assert routed() == {
+                ("replica", "replica"): 2,
+                ("primary", "mutation"): 1,
+                ("primary", "read_your_writes"): 1,
+            }
+        finally:
+            await replica_pool.execute("SELECT pg_wal_replay_resume()")
+        for _ in range(200):
+            if await replica_pool.fetchval("SELECT count(*) FROM scores WHERE student_id = $1", writer):
+                break
+            await asyncio.sleep(0.05)
+        await router.refresh()
+        assert await my_scores(writer_auth) == [640]
+        assert routed()[("replica", "replica")] == 3
