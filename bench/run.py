@@ -62,8 +62,9 @@ class Plan:
     max_rps: int = 20_000  # request bound = duration x this, so no run is bounded by time alone
 
 
+# Quick: about a minute in all, including two server start-ups; a smoke test of the figures, not a result.
 QUICK = Plan(
-    "quick", warmup=1.0, rounds=1, duration=3.0, single_duration=1.5, page_duration=1.5, workers2_duration=2.5
+    "quick", warmup=0.5, rounds=1, duration=2.0, single_duration=1.0, page_duration=1.0, workers2_duration=2.0
 )
 FULL = Plan(
     "full", warmup=5.0, rounds=3, duration=12.0, single_duration=8.0, page_duration=6.0, workers2_duration=8.0
