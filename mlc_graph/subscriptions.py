@@ -77,6 +77,7 @@ class Connection:
         self.operations: dict[str, asyncio.Task[None]] = {}
         self.connection_id = uuid.uuid4().hex[:12]
         self._closing: asyncio.Future[bool] | None = None
+        self._keepalive: asyncio.Task[None] | None = None
 
     async def send(self, message: dict[str, Any]) -> None:
         if not self.ws.closed:
@@ -93,9 +94,21 @@ class Connection:
             await self.ws.close(code=close.code, message=close.reason.encode()[:120])
         finally:
             timeout.cancel()
-            for task in self.operations.values():
+            tasks = [*self.operations.values(), *([self._keepalive] if self._keepalive else [])]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self.operations.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _keep_session(self) -> None:
+        """An open socket is an active session: refresh it well within the idle window."""
+        interval = max(1.0, self.realtime.sessions.idle_seconds / 3)
+        while self.principal is not None and not self.ws.closed:
+            await asyncio.sleep(interval)
+            tier = await self.realtime.tier_of(self.principal.org_id)
+            check = await self.realtime.admit_session(self.principal, tier)
+            if not check.admitted:
+                await self.ws.close(code=4403, message=b"Forbidden: session ended or over the limit")
+                return
 
     def _init_timeout(self) -> None:
         if self.principal is None and not self.ws.closed:
@@ -138,6 +151,7 @@ class Connection:
             reason = "SESSION_ENDED" if session.ended else f"SESSION_LIMIT {session.active}/{session.cap}"
             raise _Close(4403, f"Forbidden: {reason}")
         self.principal = principal
+        self._keepalive = asyncio.create_task(self._keep_session())
         await self.send({"type": "connection_ack"})
 
     async def _subscribe(self, message: dict[str, Any]) -> None:

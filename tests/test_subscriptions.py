@@ -20,6 +20,8 @@ from gql.transport.websockets import WebsocketsTransport
 
 from mlc_graph import subscriptions
 from mlc_graph.app import create_app
+from mlc_graph.auth import Role, issue_token
+from mlc_graph.config import DEV_JWT_SECRET
 from mlc_graph.events import ScoreCommitted
 from mlc_graph.keys import EVENTS
 from resolvers.relay import encode_global_id
@@ -37,6 +39,7 @@ subscription Board($game: ID!, $scope: LeaderboardScope!) {
 }
 """
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+redis_prefix = redis_support.redis_prefix
 
 
 @dataclass
@@ -334,3 +337,26 @@ async def test_a_burst_of_scores_is_coalesced(
         if [e["score"] for e in board["entries"]] == [109, 108, 107]:
             break
     assert len(received) < 10
+
+
+async def test_ending_the_session_closes_its_sockets(
+    database_url: str, redis_prefix: str, school: School
+) -> None:
+    """An open socket keeps its session alive; endSession ends the socket too (at the next refresh)."""
+    settings = http_settings(
+        database_url, redis_url=REDIS_URL, redis_prefix=redis_prefix, session_idle_seconds=3
+    )
+    sid_token = issue_token(
+        DEV_JWT_SECRET, Role.TEACHER, school.teacher_a, school.org_a, session_id="ws-session"
+    )
+    async with TestClient(TestServer(create_app(settings, features=[subscriptions.install]))) as client:
+        ws = await client.session.ws_connect(client.make_url("/graphql"), protocols=("graphql-transport-ws",))
+        sock = Socket(ws)
+        await sock.init(sid_token)
+        response = await client.post(
+            "/graphql",
+            json={"query": "mutation { endSession { ended } }"},
+            headers={"Authorization": f"Bearer {sid_token}"},
+        )
+        assert (await response.json())["data"] == {"endSession": {"ended": True}}
+        assert await sock.closed_with() == 4403
