@@ -111,7 +111,11 @@ def parse_roster(text: str, max_rows: int = MAX_ROWS) -> ParsedRoster:
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
     header = next(reader, None)
     if header is None or not any(cell.strip() for cell in header):
-        raise HeaderError("CSV is empty: the first line must name the columns", list(REQUIRED_COLUMNS), [])
+        raise HeaderError(
+            "CSV is empty: the first line must name the columns " + ", ".join(REQUIRED_COLUMNS),
+            list(REQUIRED_COLUMNS),
+            [],
+        )
     columns = check_header(header)
     students: list[StudentInput] = []
     errors: list[RowError] = []
