@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from bench import procstats
 from bench.floor import STATEMENTS_HEADER, create_app
 from bench.load import LoadResult, Target, percentile, run_load, sql_statements_in_body
-from bench.run import Measured, workload_result, write_json, write_markdown
+from bench.run import Measured, Processes, workload_result, write_json, write_markdown
 from bench.workloads import BY_KEY, Dataset, Request, build_dataset, dashboard_workload
 from mlc_graph.auth import Principal, Role, issue_token
 from mlc_graph.config import DEV_JWT_SECRET, PoolSettings
@@ -458,3 +459,24 @@ async def test_procstats_reads_processes_and_the_bench_databases_backends(
     assert procstats.postgres_backends_cpu("no_such_database_here") == {}
     # A backend that ended between snapshots is ignored, a new one counts from zero.
     assert procstats.cpu_delta({1: 5.0, 3: 9.0}, {1: 7.0, 2: 1.0}) == 3.0
+
+
+def test_runner_stops_what_it_started_with_its_children(tmp_path: Path) -> None:
+    procs = Processes(tmp_path)
+    # A parent with a child of its own, like `serve --workers 2`: both must go.
+    proc = procs.start("sleeper", ["sh", "-c", "sleep 60 & sleep 60; wait"], dict(os.environ))
+    tree: list[int] = []
+    for _ in range(200):
+        tree = procstats.process_tree(proc.pid)
+        if len(tree) >= 3:
+            break
+        time.sleep(0.01)
+    assert len(tree) >= 3
+    procs.stop_all()
+    assert proc.poll() is not None
+    for _ in range(200):  # the group got SIGTERM; give the children a moment to be reaped
+        if not any(procstats.rss_bytes(pid) for pid in tree):
+            break
+        time.sleep(0.01)
+    assert not any(procstats.rss_bytes(pid) for pid in tree)
+    assert procs.running == {}
