@@ -18,9 +18,12 @@ from mlc_graph.seed import (
     TRUNCATE_ALL,
     DatabaseNotEmptyError,
     Scale,
+    SeedIntegrityError,
     anchor_for,
     seed,
     seed_command,
+    skip_row_triggers,
+    verify_foreign_keys,
 )
 
 # Today's anchor, fixed once for the run: the seeds compared below must share it. (A date far from
@@ -187,6 +190,32 @@ async def test_custom_scale_spans_organizations_and_partitions_and_ids_continue(
             "INSERT INTO assignments (org_id, student_id, game_id, due_date) VALUES (1, 1, 1, now()) RETURNING id"
         )
         assert assignment_id == TINY.assignments + 1
+
+
+async def test_unchecked_bulk_load_is_verified_and_needs_the_privilege(scratch_url: str) -> None:
+    async with connect(scratch_url) as conn:
+        await seed(conn, TINY, anchor=ANCHOR, reset=True, progress=False)
+        await verify_foreign_keys(conn)
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            assert await skip_row_triggers(conn)
+            # Accepted without the per-row check, and caught by the set-based one.
+            await conn.execute(
+                "INSERT INTO assignments (org_id, student_id, game_id, due_date) VALUES (1, 999999, 1, now())"
+            )
+            with pytest.raises(SeedIntegrityError, match="assignments_student_id_fkey"):
+                await verify_foreign_keys(conn)
+        finally:
+            await tx.rollback()
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            # Without superuser (pg_monitor is a built-in role without it) the seed keeps the row checks.
+            await conn.execute("SET LOCAL ROLE pg_monitor")
+            assert not await skip_row_triggers(conn)
+        finally:
+            await tx.rollback()
 
 
 async def test_seed_command_prints_timings_and_refuses_non_empty(
