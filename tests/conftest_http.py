@@ -69,22 +69,36 @@ def start_server(database_url: str, port: int, *args: str, **env: str) -> subpro
     )
 
 
-async def wait_ready(port: int, process: subprocess.Popen[bytes], within: float = 30.0) -> None:
-    """Poll /readyz until it answers 200 (bounded by `within` seconds)."""
+async def wait_ready(
+    port: int, process: subprocess.Popen[bytes], within: float = 30.0, workers: int = 1
+) -> set[int]:
+    """Poll until /readyz answers 200 and `workers` distinct processes answered /healthz (bounded);
+    returns their pids.
+
+    With several workers one ready socket says nothing of the others, which may still be importing.
+    """
     deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                code, output = stop_server(process)
-                raise RuntimeError(f"server exited with {code}:\n{output}")
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError(f"server on port {port} not ready after {within}s")
+    pids: set[int] = set()
+    ready = False
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            code, output = stop_server(process)
+            raise RuntimeError(f"server exited with {code}:\n{output}")
+        try:
+            # A new connection each time, so the kernel spreads them over the workers' sockets.
+            async with aiohttp.ClientSession() as session:
+                if not ready:
+                    async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                        ready = response.status == 200
+                if ready:
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        pids.add((await response.json())["pid"])
+                    if len(pids) >= workers:
+                        return pids
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"server on port {port} not ready after {within}s ({len(pids)}/{workers} workers)")
 
 
 def stop_server(process: subprocess.Popen[bytes], timeout: float = 20.0) -> tuple[int, str]:

@@ -198,7 +198,7 @@ async def test_with_workers_any_scrape_reports_every_workers_counts(
     process = start_server(database_url, port, "--workers", "2")
     base = f"http://127.0.0.1:{port}"
     try:
-        await wait_ready(port, process)
+        await wait_ready(port, process, workers=2)
         pids: set[int] = set()
         # New connections each time, so the kernel spreads them over both workers' sockets.
         for _ in range(20):
