@@ -189,7 +189,13 @@ async def run_load(
             url, body = target.encode(workload, request)
             headers = headers_by_token.get(request.token)
             if headers is None:
-                headers = {"Authorization": f"Bearer {request.token}", "Content-Type": "application/json"}
+                headers = {
+                    "Authorization": f"Bearer {request.token}",
+                    "Content-Type": "application/json",
+                    # Both sides answer uncompressed: the comparison is execution, and on 127.0.0.1
+                    # compression only costs CPU (aiohttp's client would otherwise offer br/gzip).
+                    "Accept-Encoding": "identity",
+                }
                 headers_by_token[request.token] = headers
             started = time.perf_counter()
             try:

@@ -512,6 +512,9 @@ def _server_settings(env: dict[str, str]) -> dict[str, Any]:
         "executor": getattr(settings, "executor", None),
         "pool_max": settings.pool.max_size,
         "access_log": settings.access_log,
+        "request_log": getattr(settings, "request_log", None),
+        "sql_comment": getattr(settings, "sql_comment", None),
+        "compression": getattr(settings, "compression", None),  # the load sends Accept-Encoding: identity
         "redis": settings.redis_url is not None,
     }
 
@@ -583,7 +586,7 @@ def markdown(run: dict[str, Any]) -> str:
         f"{plan['single_client_seconds']:g} s; the whole run took {run['seconds']} s."
         + (f" Server env: {', '.join(plan['server_env'])}." if plan["server_env"] else "")
         + (" REDIS_URL set." if plan["redis"] else " No REDIS_URL (in-process fallbacks).")
-        + (f" Executor: {run['server_settings']['executor']}." if run.get("server_settings") else ""),
+        + (_settings_line(run["server_settings"]) if run.get("server_settings") else ""),
         "",
         table(run),
         "",
@@ -633,6 +636,11 @@ def markdown(run: dict[str, Any]) -> str:
                 f"cached {c['cached_median_us']:.1f} us (median)"
             )
     return "\n".join(lines) + "\n"
+
+
+def _settings_line(settings: dict[str, Any]) -> str:
+    shown = ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None)
+    return f" Server settings: {shown}."
 
 
 def write_markdown(path: Path, run: dict[str, Any]) -> None:
