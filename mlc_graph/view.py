@@ -198,11 +198,10 @@ async def _read_json(request: web.Request) -> Any:
             415,
             Accept=JSON,
         )
-    charset = (
-        params.strip().lower().removeprefix("charset=").strip('"') if "charset" in params.lower() else ""
-    )
-    if charset and charset not in ("utf-8", "utf8"):
-        raise BadRequest("Only UTF-8 request bodies are accepted", "UNSUPPORTED_MEDIA_TYPE", 415)
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise BadRequest("Only UTF-8 request bodies are accepted", "UNSUPPORTED_MEDIA_TYPE", 415)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:

@@ -177,6 +177,17 @@ async def test_subscription_over_post_is_refused(client: Client, teacher: dict[s
     assert response.status == 400
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json; charset=utf-8", 'Application/JSON; charset="UTF-8"'],
+)
+async def test_json_content_type_variants(client: Client, teacher: dict[str, str], content_type: str) -> None:
+    response = await client.post(
+        "/graphql", data=b'{"query": "{ __typename }"}', headers={**teacher, "Content-Type": content_type}
+    )
+    assert response.status == 200
+
+
 async def test_other_methods_are_405(client: Client) -> None:
     response = await client.put("/graphql", data=b"{}")
     assert response.status == 405
@@ -194,6 +205,12 @@ async def test_other_methods_are_405(client: Client) -> None:
         ("application/x-www-form-urlencoded", b"query=%7B__typename%7D", 415, "UNSUPPORTED_MEDIA_TYPE"),
         ("multipart/form-data; boundary=x", b"--x--", 415, "UNSUPPORTED_MEDIA_TYPE"),
         ("application/json; charset=latin-1", b'{"query": "{ __typename }"}', 415, "UNSUPPORTED_MEDIA_TYPE"),
+        (
+            "application/json; x=1; charset=utf-16",
+            b'{"query": "{ __typename }"}',
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
         ("application/json", b'{"query": ', 400, "BAD_REQUEST"),
         ("application/json", b"", 400, "BAD_REQUEST"),
         ("application/json", b'"{ __typename }"', 400, "BAD_REQUEST"),
