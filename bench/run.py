@@ -306,6 +306,13 @@ def workload_result(
         "workers2_rps": (workers2 or {}).get("rps"),
         "server_cpu_ms_per_request": g["server_cpu_ms_per_request"],
         "floor_cpu_ms_per_request": f["server_cpu_ms_per_request"],
+        # Floor CPU / GraphQL CPU per answer: what the throughput ratio would be if the server process
+        # were the only bottleneck; steadier than req/s when other work shares the cores.
+        "cpu_ratio": (
+            round(f["server_cpu_ms_per_request"] / g["server_cpu_ms_per_request"], 4)
+            if f["server_cpu_ms_per_request"] and g["server_cpu_ms_per_request"]
+            else None
+        ),
         "detail": {"graphql": g, "floor": f, "graphql_1_client": gs, "floor_1_client": fs,
                    "graphql_workers2": workers2},
     }  # fmt: skip
@@ -552,15 +559,16 @@ def table(run: dict[str, Any]) -> str:
 
 def cpu_table(run: dict[str, Any]) -> str:
     head = (
-        "| workload | GraphQL CPU ms/request | floor CPU ms/request | GraphQL server CPU | PostgreSQL CPU "
-        "| load generator CPU | response KB |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| workload | GraphQL CPU ms/request | floor CPU ms/request | CPU ratio | GraphQL server CPU "
+        "| PostgreSQL CPU | load generator CPU | response KB |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     rows = []
     for key, w in run["workloads"].items():
         g = w["detail"]["graphql"]
         rows.append(
             f"| {key} | {_fmt(w['server_cpu_ms_per_request'], 2)} | {_fmt(w['floor_cpu_ms_per_request'], 2)} "
-            f"| {_pct(g['server_cpu_share'])} | {_pct(g['postgres_cpu_share'])} "
+            f"| {_pct(w.get('cpu_ratio'))} | {_pct(g['server_cpu_share'])} | {_pct(g['postgres_cpu_share'])} "
             f"| {_pct(g['client_cpu_share'])} "
             f"| {_fmt((g['response_bytes'] or 0) / 1024, 1)} |"
         )
@@ -593,6 +601,9 @@ def markdown(run: dict[str, Any]) -> str:
         "p50/p95/p99 are GraphQL's at the full client count (latency there follows throughput: "
         "clients / req/s); the 1-client p95 is the latency target. Errors: GraphQL / floor "
         "(any error makes a figure suspect).",
+        "",
+        "CPU ratio = floor CPU ms / GraphQL CPU ms per answer: the throughput ratio to expect when the "
+        "server process is the bottleneck, and steadier than req/s when other work shares the cores.",
         "",
         "Who spent the CPU during the GraphQL rounds (shares of one core; 2 cores in all; PostgreSQL: "
         "the backends serving the bench database):",

@@ -424,6 +424,7 @@ def test_results_take_medians_of_rounds_and_the_ratio_to_the_floor() -> None:
     assert line["single_client_p95_ms"] == 9.0
     assert line["statements_per_request"] == 1.0
     assert line["workers2_rps"] == 700.0
+    assert line["cpu_ratio"] == pytest.approx(0.5, abs=0.01)  # same CPU per second, half the answers
 
 
 def test_results_files_keep_notes_and_the_other_mode(tmp_path: Path) -> None:
