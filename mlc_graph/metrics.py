@@ -192,7 +192,10 @@ class Metrics:
         r.register(self._callbacks)
         self._syncs: list[Callable[[], None]] = []
         self._operations: set[str] = set()
+        # Labelled children looked up once: `.labels()` costs a lock and a tuple per call on the hot path.
         self._latency_children: dict[tuple[str, str], Histogram] = {}
+        self._per_category: dict[tuple[str, str], tuple[Counter, Histogram, Histogram]] = {}
+        self._statuses: dict[int, Counter] = {}
 
     def add_pool(self, name: str, pool: asyncpg.Pool) -> None:
         self._pools.pools.append(_PoolRef(name, pool))
@@ -235,11 +238,25 @@ class Metrics:
         if child is None:
             child = self._latency_children[key] = self.request_seconds.labels(*key)
         child.observe(seconds)
-        self.requests.labels(category, outcome).inc()
+        children = self._per_category.get((category, outcome))
+        if children is None:
+            children = self._per_category[(category, outcome)] = (
+                self.requests.labels(category, outcome),
+                self.sql_statements.labels(category),
+                self.sql_seconds.labels(category),
+            )
+        requests, statements, sql_time = children
+        requests.inc()
+        statements.observe(sql_statements)
+        sql_time.observe(sql_seconds)
         for code in error_codes:
             self.graphql_errors.labels(code).inc()
-        self.sql_statements.labels(category).observe(sql_statements)
-        self.sql_seconds.labels(category).observe(sql_seconds)
+
+    def count_response(self, status: int) -> None:
+        child = self._statuses.get(status)
+        if child is None:
+            child = self._statuses[status] = self.http_responses.labels(str(status))
+        child.inc()
 
     def render(self) -> bytes:
         for sync in self._syncs:

@@ -143,7 +143,7 @@ def _middleware(app: web.Application, metrics: Metrics) -> Middleware:
             _current.reset(token)
             seconds = time.perf_counter() - started
             record.duration_ms = seconds * 1000
-            metrics.http_responses.labels(str(record.status)).inc()
+            metrics.count_response(record.status)
             if not websocket and record.path == "/graphql":
                 _observe_graphql(metrics, record, response, seconds)
             if request_log:
