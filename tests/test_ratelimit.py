@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -214,3 +215,8 @@ async def test_http_session_cap_and_end_session(
     status, body, _ = await _post(limited_app, "{ viewer { role } }", tokens[0])
     assert status == 401
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+def test_the_documented_tier_table_is_the_code() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "REALTIME.md").read_text(encoding="utf-8")
+    assert markdown_table(TierTable.from_overrides("")) in docs
