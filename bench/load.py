@@ -240,3 +240,47 @@ async def run_load(
         result.elapsed = time.perf_counter() - started
         result.client_cpu = time.process_time() - cpu_started
     return result
+
+
+def first_difference(left: Any, right: Any, path: str = "data") -> str | None:
+    """The path of the first place two JSON values differ, or None when they are equal."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        if list(left) != list(right):
+            return f"{path}: keys {list(left)} != {list(right)}"
+        for key in left:
+            found = first_difference(left[key], right[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(left, list) and isinstance(right, list):
+        if len(left) != len(right):
+            return f"{path}: {len(left)} items != {len(right)}"
+        for i, (a, b) in enumerate(zip(left, right, strict=True)):
+            found = first_difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if left == right else f"{path}: {str(left)[:80]!r} != {str(right)[:80]!r}"
+
+
+async def compare_answers(
+    first: Target, second: Target, workload: Workload, dataset: Dataset, samples: int = 3, seed: int = 7
+) -> str | None:
+    """Send the same requests to both targets; the first difference in their `data`, or None."""
+    rng, state = random.Random(seed), dict[str, Any]()
+    async with aiohttp.ClientSession() as session:
+        for _ in range(samples):
+            request = workload.pick(dataset, rng, state)
+            answers = []
+            for target in (first, second):
+                url, body = target.encode(workload, request)
+                headers = {"Authorization": f"Bearer {request.token}", "Content-Type": "application/json"}
+                async with session.post(url, data=body, headers=headers) as response:
+                    answers.append(orjson.loads(await response.read()))
+            problem = first_difference(answers[0].get("data"), answers[1].get("data"))
+            if problem is not None or answers[0].get("errors") or answers[1].get("errors"):
+                errors = answers[0].get("errors") or answers[1].get("errors")
+                return problem or f"errors: {str(errors)[:200]}"
+            if workload.follow is not None:
+                workload.follow(state, answers[0]["data"])
+    return None

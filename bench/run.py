@@ -33,7 +33,7 @@ import orjson
 
 from bench import procstats
 from bench.costtime import cost_timings
-from bench.load import LoadResult, Target, run_load
+from bench.load import LoadResult, Target, compare_answers, run_load
 from bench.workloads import WORKLOADS, Dataset, Workload, dashboard_workload, load_dataset
 from mlc_graph.config import Settings
 from mlc_graph.migrate import migrate
@@ -376,6 +376,14 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
     rss: dict[str, Any] = {"graphql_idle_mb": _mb(procstats.rss_bytes(gql_proc.pid))}
     print(f"{plan.name} run against {url}; logs in {procs.log_dir}", flush=True)
 
+    # Same requests to both: the floor must give the same data, or the comparison means nothing.
+    parity: dict[str, str] = {}
+    for w in workloads:
+        problem = await compare_answers(graphql, floor, w, dataset)
+        parity[w.key] = "same" if problem is None else f"differs: {problem}"
+        if problem is not None:
+            print(f"warning: {w.key} answers differ between GraphQL and the floor: {problem}", flush=True)
+
     print("warm-up", flush=True)
     for w in workloads:
         for t in (graphql, floor):
@@ -469,6 +477,7 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
         "page_size": page_size,
         "rss": rss,
         "cost_analysis": costs,
+        "parity": parity,
     }
 
 
@@ -628,6 +637,16 @@ def markdown(run: dict[str, Any]) -> str:
                     f"x{g['time_ratio']} time for x{g['bytes_ratio']} data, "
                     f"{_fmt(g['ms_per_extra_kb'], 3)} ms per extra KB"
                 )
+    parity = run.get("parity") or {}
+    if parity:
+        same = all(v == "same" for v in parity.values())
+        lines += [
+            "",
+            "Answers compared before the load (3 requests per workload, GraphQL's `data` vs the floor's): "
+            + (
+                "identical for every workload." if same else "; ".join(f"{k}: {v}" for k, v in parity.items())
+            ),
+        ]
     rss = run["rss"]
     lines += [
         "",

@@ -18,13 +18,22 @@ from aiohttp.test_utils import TestServer
 
 from bench import procstats
 from bench.floor import STATEMENTS_HEADER, create_app
-from bench.load import LoadResult, Target, percentile, run_load, sql_statements_in_body
+from bench.load import (
+    LoadResult,
+    Target,
+    compare_answers,
+    first_difference,
+    percentile,
+    run_load,
+    sql_statements_in_body,
+)
 from bench.run import Measured, Processes, workload_result, write_json, write_markdown
-from bench.workloads import BY_KEY, Dataset, Request, build_dataset, dashboard_workload
+from bench.workloads import BY_KEY, WORKLOADS, Dataset, Request, build_dataset, dashboard_workload
 from mlc_graph.auth import Principal, Role, issue_token
 from mlc_graph.config import DEV_JWT_SECRET, PoolSettings
 from resolvers.leaderboards import pseudonym
 from resolvers.relay import encode_global_id
+from tests.conftest_http import app_client, http_settings
 from tests.factories import (
     make_assignments,
     make_catalogue,
@@ -481,3 +490,22 @@ def test_runner_stops_what_it_started_with_its_children(tmp_path: Path) -> None:
         time.sleep(0.01)
     assert not any(procstats.rss_bytes(pid) for pid in tree)
     assert procs.running == {}
+
+
+def test_first_difference_names_the_path() -> None:
+    assert first_difference({"a": [1, {"b": 2}]}, {"a": [1, {"b": 2}]}) is None
+    assert first_difference({"a": [1, {"b": 2}]}, {"a": [1, {"b": 3}]}) == "data.a[1].b: '2' != '3'"
+    assert first_difference({"a": [1]}, {"a": [1, 2]}) == "data.a: 1 items != 2"
+    assert first_difference({"a": 1, "b": 2}, {"b": 2, "a": 1}) == "data: keys ['a', 'b'] != ['b', 'a']"
+
+
+async def test_the_runners_parity_check_passes_against_the_real_server(
+    floor: TestServer, world: World, database_url: str
+) -> None:
+    """What bench.run checks before loading: the HTTP server and the floor give the same data."""
+    dataset = _dataset(world)
+    async with app_client(http_settings(database_url, jwt_secret=SECRET)) as client:
+        graphql = Target("graphql", str(client.make_url("")).rstrip("/"))
+        target = Target("floor", str(floor.make_url("")).rstrip("/"))
+        for workload in WORKLOADS:
+            assert await compare_answers(graphql, target, workload, dataset, samples=3) is None, workload.key
