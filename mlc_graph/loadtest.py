@@ -144,12 +144,22 @@ def judge(stats: dict[str, Any]) -> list[Verdict]:
     return verdicts
 
 
+def _machine_line(stats: dict[str, Any]) -> str:
+    line = f"Machine: {os.cpu_count()} cores, load average {stats.get('load_average', 0.0):.1f} at the end."
+    cpu = stats.get("server_cpu_ms_per_request")
+    if cpu is not None:
+        line += f" Server CPU: {cpu:.1f} ms per request (all its processes)."
+    return line
+
+
 def summary_markdown(verdicts: Sequence[Verdict], stats: dict[str, Any], args: dict[str, Any]) -> str:
     lines = [
         "# Load test summary",
         "",
         f"Target {args['host']}, peak {args['peak']} users, stage scale {args['scale']:g} "
         f"({args['duration']:.0f} s), {stats['requests']} requests, {stats['rps']:.1f} req/s on average.",
+        "",
+        _machine_line(stats),
         "",
         "| SLO | measured | result |",
         "| --- | --- | --- |",
@@ -252,6 +262,27 @@ def _wait_ready(host: str, process: subprocess.Popen[bytes], within: float = 60.
     raise SystemExit(f"loadtest: {host} not ready after {within:.0f} s")
 
 
+def process_tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (Linux /proc; 0 where unreadable).
+
+    CPU per request does not depend on how busy the machine is, unlike latency, so it is what the
+    capacity figures in docs/SCALING.md are computed from.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (OSError, IndexError, ValueError):
+            continue
+        pending.extend(int(child) for child in children)
+    return total
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -287,6 +318,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "--loglevel", "WARNING", "--stop-timeout", "10",
     ]  # fmt: skip
     print(f"loadtest: {host}, peak {args.peak} users, {duration:.0f} s, results in {out}", flush=True)
+    cpu_before = process_tree_cpu_seconds(server.pid) if server is not None else 0.0
+    cpu_used = None
     try:
         subprocess.run(  # noqa: S603 - our own interpreter and arguments
             locust,
@@ -295,6 +328,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             check=False,
             timeout=duration + 120,
         )
+        if server is not None:
+            cpu_used = process_tree_cpu_seconds(server.pid) - cpu_before
     finally:
         if server is not None:
             _stop(server)
@@ -303,6 +338,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print("loadtest: Locust wrote no stats (see its output above)", file=sys.stderr)
         return 2
     stats = orjson.loads(stats_path.read_bytes())
+    if cpu_used is not None and stats["requests"]:
+        stats["server_cpu_ms_per_request"] = cpu_used * 1000 / stats["requests"]
+        stats_path.write_bytes(orjson.dumps(stats))
+    stats["load_average"] = os.getloadavg()[0]
     verdicts = judge(stats)
     text = summary_markdown(
         verdicts, stats, {"host": host, "peak": args.peak, "scale": args.scale, "duration": duration}

@@ -13,7 +13,15 @@ import asyncpg
 import orjson
 import pytest
 
-from mlc_graph.loadtest import SLOS, judge, percentile, stages, summary_markdown, users_at
+from mlc_graph.loadtest import (
+    SLOS,
+    judge,
+    percentile,
+    process_tree_cpu_seconds,
+    stages,
+    summary_markdown,
+    users_at,
+)
 from tests import factories
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +37,11 @@ def test_stages_ramp_to_half_hold_ramp_to_peak_hold_and_down() -> None:
     assert users_at(schedule, 899) == 3
     assert users_at(schedule, 900) is None
     assert stages(0.001, 10)[-1][0] == 5.0  # every stage lasts at least a second
+
+
+def test_cpu_seconds_of_a_process_tree() -> None:
+    assert process_tree_cpu_seconds(os.getpid()) > 0
+    assert process_tree_cpu_seconds(2**22 + 12345) == 0  # no such process
 
 
 def test_percentile_over_a_histogram_of_milliseconds() -> None:
@@ -104,6 +117,8 @@ async def test_loadtest_smoke_run_writes_reports_and_exits_by_its_verdict(
     stats = orjson.loads((tmp_path / "stats.json").read_bytes())
     assert stats["requests"] > 0
     assert stats["server_errors"] == 0, output
+    assert stats["server_cpu_ms_per_request"] > 0
+    assert "Server CPU:" in summary
     for slo in SLOS:
         assert f"| {slo.name} |" in summary
     # Whether a few seconds on a shared machine meet the SLOs is not this test's business; that the exit
