@@ -9,6 +9,7 @@ request is not counted. Without Redis (or while it is down) the same algorithm r
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -19,44 +20,46 @@ from mlc_graph.tiers import WINDOW_SECONDS, Tier
 BUCKET_SECONDS = 60
 _BUCKETS = WINDOW_SECONDS // BUCKET_SECONDS
 
-# KEYS[1] the user's hash. ARGV: window, bucket, request limit, cost limit, cost, dry-run (1 = peek).
-# Returns {allowed, requests used, cost used, oldest live bucket, now}.
-_SCRIPT = """
-local window = tonumber(ARGV[1])
-local bucket = tonumber(ARGV[2])
-local lim_r = tonumber(ARGV[3])
-local lim_c = tonumber(ARGV[4])
-local cost = tonumber(ARGV[5])
-local dry = ARGV[6] == '1'
-local now = tonumber(redis.call('TIME')[1])
-local current = math.floor(now / bucket)
-local oldest = current - math.floor(window / bucket) + 1
-local data = redis.call('HGETALL', KEYS[1])
-local used_r, used_c, first = 0, 0, current
-local stale = {}
-for i = 1, #data, 2 do
-  local field = data[i]
-  local b = tonumber(string.sub(field, 3))
-  if b < oldest then
-    stale[#stale + 1] = field
-  else
-    local v = tonumber(data[i + 1])
-    if string.sub(field, 1, 1) == 'r' then
-      used_r = used_r + v
-      if b < first then first = b end
+# A Lua function (also used by the combined admission script in mlc_graph.realtime): the user's hash
+# `key`; returns {allowed, requests used, cost used, oldest live bucket, now}. `dry` only reads.
+WINDOW_FUNCTION = """
+local function hit_window(key, window, bucket, lim_r, lim_c, cost, dry)
+  local now = tonumber(redis.call('TIME')[1])
+  local current = math.floor(now / bucket)
+  local oldest = current - math.floor(window / bucket) + 1
+  local data = redis.call('HGETALL', key)
+  local used_r, used_c, first = 0, 0, current
+  local stale = {}
+  for i = 1, #data, 2 do
+    local field = data[i]
+    local b = tonumber(string.sub(field, 3))
+    if b < oldest then
+      stale[#stale + 1] = field
     else
-      used_c = used_c + v
+      local v = tonumber(data[i + 1])
+      if string.sub(field, 1, 1) == 'r' then
+        used_r = used_r + v
+        if b < first then first = b end
+      else
+        used_c = used_c + v
+      end
     end
   end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  if dry then return {1, used_r, used_c, first, now} end
+  if used_r + 1 > lim_r or used_c + cost > lim_c then return {0, used_r, used_c, first, now} end
+  redis.call('HINCRBY', key, 'r:' .. current, 1)
+  redis.call('HINCRBY', key, 'c:' .. current, cost)
+  redis.call('EXPIRE', key, window + bucket)
+  return {1, used_r + 1, used_c + cost, first, now}
 end
-if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
-if dry then return {1, used_r, used_c, first, now} end
-if used_r + 1 > lim_r or used_c + cost > lim_c then return {0, used_r, used_c, first, now} end
-redis.call('HINCRBY', KEYS[1], 'r:' .. current, 1)
-redis.call('HINCRBY', KEYS[1], 'c:' .. current, cost)
-redis.call('EXPIRE', KEYS[1], window + bucket)
-return {1, used_r + 1, used_c + cost, first, now}
 """
+# KEYS[1] the user's hash. ARGV: window, bucket, request limit, cost limit, cost, dry-run (1 = peek).
+_SCRIPT = (
+    WINDOW_FUNCTION
+    + "return hit_window(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), "
+    + "tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1')"
+)
 
 
 class RateLimitedError(ApiError):
@@ -169,29 +172,38 @@ class RateLimiter:
         """The current usage without counting anything (for `viewer.rateLimit` outside the pipeline)."""
         return await self._run(identity, tier, 0, dry=True)
 
+    def window_args(self, tier: Tier, cost: int, dry: bool) -> list[int]:
+        return [
+            WINDOW_SECONDS,
+            BUCKET_SECONDS,
+            tier.requests_per_hour,
+            tier.cost_per_hour,
+            cost,
+            1 if dry else 0,
+        ]
+
     async def _run(self, identity: str, tier: Tier, cost: int, dry: bool) -> RateLimitResult:
-        shared = True
         try:
             raw = await self.redis.run(
                 "ratelimit",
-                lambda _r: self._script(
-                    keys=[self.redis.key("rl", identity)],
-                    args=[
-                        WINDOW_SECONDS,
-                        BUCKET_SECONDS,
-                        tier.requests_per_hour,
-                        tier.cost_per_hour,
-                        cost,
-                        1 if dry else 0,
-                    ],
-                ),
+                lambda _r: self._script(keys=[self.key(identity)], args=self.window_args(tier, cost, dry)),
             )
-            allowed, used_r, used_c, first, now = (int(v) for v in raw)
         except RedisUnavailable:
-            shared = False
-            ok, used_r, used_c, first, now = self._local.hit(identity, tier, cost, dry)
-            allowed = int(ok)
-        reset_at = (first + _BUCKETS) * BUCKET_SECONDS
+            return self.local(identity, tier, cost, dry)
+        return self.result(raw, tier, cost, shared=True)
+
+    def key(self, identity: str) -> str:
+        return self.redis.key("rl", identity)
+
+    def local(self, identity: str, tier: Tier, cost: int, dry: bool = False) -> RateLimitResult:
+        """The decision of this instance alone (Redis not configured or unavailable)."""
+        ok, used_r, used_c, first, now = self._local.hit(identity, tier, cost, dry)
+        return self.result([int(ok), used_r, used_c, first, now], tier, cost, shared=False)
+
+    @staticmethod
+    def result(raw: Sequence[Any], tier: Tier, cost: int, shared: bool) -> RateLimitResult:
+        """A decision from hit_window's reply {allowed, used, cost used, oldest bucket, now}."""
+        allowed, used_r, used_c, first, now = (int(v) for v in raw)
         return RateLimitResult(
             allowed=bool(allowed),
             limit=tier.requests_per_hour,
@@ -199,7 +211,7 @@ class RateLimiter:
             cost_limit=tier.cost_per_hour,
             cost_used=used_c,
             cost=cost,
-            reset_at=reset_at,
+            reset_at=(first + _BUCKETS) * BUCKET_SECONDS,
             now=now,
             shared=shared,
         )

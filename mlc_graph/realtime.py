@@ -24,12 +24,26 @@ from mlc_graph.db import Executor, QueryStats
 from mlc_graph.live_leaderboards import LiveLeaderboards
 from mlc_graph.pipeline import PreparedRequest, RequestRefused
 from mlc_graph.pubsub import BoardUpdates
-from mlc_graph.ratelimit import RateLimiter, RateLimitResult, identity_for
-from mlc_graph.redis_client import RedisState
-from mlc_graph.sessions import SessionCheck, SessionTracker
+from mlc_graph.ratelimit import WINDOW_FUNCTION, RateLimiter, RateLimitResult, identity_for
+from mlc_graph.redis_client import RedisState, RedisUnavailable
+from mlc_graph.sessions import SESSION_FUNCTION, SessionCheck, SessionTracker
 from mlc_graph.tiers import Tier, TierTable
 
 SERVICE = "realtime"
+# KEYS: the organization's sessions, the sid's ended marker, the user's window. ARGV: sid, idle, cap,
+# then the window's (window, bucket, request limit, cost limit, cost, dry). The request is counted only
+# when the session is admitted. Returns {status, active[, allowed, used, cost used, oldest, now]}.
+_ADMIT = (
+    SESSION_FUNCTION
+    + WINDOW_FUNCTION
+    + """
+local s = touch_session(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+if s[1] ~= 1 then return s end
+local r = hit_window(KEYS[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
+                     tonumber(ARGV[8]), ARGV[9] == '1')
+return {s[1], s[2], r[1], r[2], r[3], r[4], r[5]}
+"""
+)
 # An organization's tier changes rarely (a sales event); a minute of staleness saves a query per request.
 TIER_CACHE_SECONDS = 60.0
 
@@ -47,6 +61,11 @@ class Realtime:
     # Prices an operation (the cost analyzer, when installed): (document text, params) -> points.
     cost_of: Any = None
     _tier_cache: dict[int, tuple[float, str | None]] = field(default_factory=dict)
+    _admit: Any = None
+
+    def __post_init__(self) -> None:
+        if self.redis.client is not None:
+            self._admit = self.redis.client.register_script(_ADMIT)
 
     @classmethod
     def create(cls, settings: Settings) -> Realtime:
@@ -80,11 +99,30 @@ class Realtime:
         self._tier_cache[org_id] = (now + TIER_CACHE_SECONDS, name)
         return self.tiers.for_tier(name)
 
+    async def admit(
+        self, principal: Principal, tier: Tier, cost: int
+    ) -> tuple[SessionCheck, RateLimitResult | None]:
+        """Session check, then (when admitted) the request counted: one Redis round trip for both."""
+        sessions, limiter = self.sessions, self.limiter
+        identity = identity_for(principal.role.value, principal.user_id)
+        keys = [*sessions.keys(principal.org_id, principal.session_id), limiter.key(identity)]
+        args = [
+            principal.session_id,
+            sessions.idle_seconds,
+            tier.sessions,
+            *limiter.window_args(tier, cost, False),
+        ]
+        try:
+            raw = await self.redis.run("admit", lambda _r: self._admit(keys=keys, args=args))
+        except RedisUnavailable:
+            check = sessions.local_touch(principal.org_id, principal.session_id, tier.sessions)
+            return check, (limiter.local(identity, tier, cost) if check.admitted else None)
+        status, active = int(raw[0]), int(raw[1])
+        check = SessionCheck(admitted=status == 1, ended=status == -1, active=active, cap=tier.sessions)
+        return check, (limiter.result(raw[2:], tier, cost, shared=True) if check.admitted else None)
+
     async def admit_session(self, principal: Principal, tier: Tier) -> SessionCheck:
         return await self.sessions.touch(principal.org_id, principal.session_id, tier.sessions)
-
-    async def count_request(self, principal: Principal, tier: Tier, cost: int) -> RateLimitResult:
-        return await self.limiter.hit(identity_for(principal.role.value, principal.user_id), tier, cost)
 
     async def usage(self, principal: Principal) -> RateLimitResult:
         """Current usage without counting (for viewer.rateLimit when the stage did not run)."""
@@ -116,14 +154,13 @@ async def quota_stage(req: PreparedRequest) -> None:
     if principal is None or realtime is None:
         return  # anonymous callers are refused (or served introspection) by the pipeline itself
     tier = await realtime.tier_of(principal.org_id)
-    session = await realtime.admit_session(principal, tier)
-    if not session.admitted:
-        error = session.error()
-        raise refusal(error, getattr(error, "http_status", 429))
     cost = 1
     if realtime.cost_of is not None:
         cost = max(1, int(realtime.cost_of(req)))
-    result = await realtime.count_request(principal, tier, cost)
+    session, result = await realtime.admit(principal, tier, cost)
+    if result is None:
+        error = session.error()
+        raise refusal(error, getattr(error, "http_status", 429))
     req.context.rate_limit = result
     req.context.response_headers.update(result.headers())
     if not result.allowed:

@@ -18,22 +18,28 @@ from mlc_graph.redis_client import RedisState, RedisUnavailable
 # Long enough to outlive the default 12 h token; an ended sid is refused until then.
 ENDED_TTL_SECONDS = 24 * 3600
 
-# KEYS[1] the organization's sorted set, KEYS[2] the ended marker of this sid.
-# ARGV: sid, idle seconds, cap. Returns {status, active}: 1 admitted, 0 over the cap, -1 ended.
-_TOUCH = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, 0} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local idle = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - idle))
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  local active = redis.call('ZCARD', KEYS[1])
-  if active >= tonumber(ARGV[3]) then return {0, active} end
+# A Lua function (also used by the combined admission script in mlc_graph.realtime): the organization's
+# sorted set `zkey`, the sid's ended marker `ended`. Returns {status, active}: 1 admitted, 0 over the
+# cap, -1 ended.
+SESSION_FUNCTION = """
+local function touch_session(zkey, ended, sid, idle, cap)
+  if redis.call('EXISTS', ended) == 1 then return {-1, 0} end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  redis.call('ZREMRANGEBYSCORE', zkey, '-inf', '(' .. (now - idle))
+  if not redis.call('ZSCORE', zkey, sid) then
+    local active = redis.call('ZCARD', zkey)
+    if active >= cap then return {0, active} end
+  end
+  redis.call('ZADD', zkey, now, sid)
+  redis.call('EXPIRE', zkey, idle + 60)
+  return {1, redis.call('ZCARD', zkey)}
 end
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('EXPIRE', KEYS[1], idle + 60)
-return {1, redis.call('ZCARD', KEYS[1])}
 """
+# KEYS[1] the organization's sorted set, KEYS[2] the ended marker of this sid. ARGV: sid, idle, cap.
+_TOUCH = (
+    SESSION_FUNCTION + "return touch_session(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))"
+)
 
 # KEYS[1] the organization's sorted set, KEYS[2] the ended marker. ARGV: sid, marker ttl.
 _END = """
@@ -113,7 +119,12 @@ class SessionTracker:
         self._touch: Any = client.register_script(_TOUCH) if client is not None else None
         self._end: Any = client.register_script(_END) if client is not None else None
 
-    def _keys(self, org_id: int, sid: str) -> list[str]:
+    def local_touch(self, org_id: int, sid: str, cap: int) -> SessionCheck:
+        """The decision of this instance alone (Redis not configured or unavailable)."""
+        status, active = self._local.touch(org_id, sid, self.idle_seconds, cap)
+        return SessionCheck(admitted=status == 1, ended=status == -1, active=active, cap=cap)
+
+    def keys(self, org_id: int, sid: str) -> list[str]:
         return [self.redis.key("sessions", org_id), self.redis.key("ended", sid)]
 
     async def touch(self, org_id: int, sid: str, cap: int) -> SessionCheck:
@@ -121,7 +132,7 @@ class SessionTracker:
         try:
             raw = await self.redis.run(
                 "sessions",
-                lambda _r: self._touch(keys=self._keys(org_id, sid), args=[sid, self.idle_seconds, cap]),
+                lambda _r: self._touch(keys=self.keys(org_id, sid), args=[sid, self.idle_seconds, cap]),
             )
             status, active = int(raw[0]), int(raw[1])
         except RedisUnavailable:
@@ -134,7 +145,7 @@ class SessionTracker:
         try:
             removed = await self.redis.run(
                 "sessions",
-                lambda _r: self._end(keys=self._keys(org_id, sid), args=[sid, ENDED_TTL_SECONDS]),
+                lambda _r: self._end(keys=self.keys(org_id, sid), args=[sid, ENDED_TTL_SECONDS]),
             )
         except RedisUnavailable:
             return local

@@ -36,7 +36,6 @@ from mlc_graph.cost.stage import COST, requested_cost
 from mlc_graph.db import Executor, QueryStats
 from mlc_graph.keys import EVENTS, PIPELINE, POOL, SERVICES, SETTINGS
 from mlc_graph.pipeline import PreparedRequest, _client_error
-from mlc_graph.ratelimit import identity_for
 from mlc_graph.realtime import SERVICE, Realtime, quota_stage
 
 log = logging.getLogger(__name__)
@@ -179,13 +178,11 @@ class Connection:
             )
             return
         tier = await self.realtime.tier_of(self.principal.org_id)
-        session = await self.realtime.admit_session(self.principal, tier)
-        if not session.admitted:
+        session, quota = await self.realtime.admit(self.principal, tier, 1)
+        if quota is None:
             error = session.error()
             await self.send({"id": op_id, "type": "error", "payload": [error.formatted]})
             return
-        identity = identity_for(self.principal.role.value, self.principal.user_id)
-        quota = await self.realtime.limiter.hit(identity, tier)
         if not quota.allowed:
             await self.send({"id": op_id, "type": "error", "payload": [quota.error().formatted]})
             return
