@@ -146,9 +146,11 @@ class BoardUpdates:
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         self._deliver(decode(str(message["data"])))
-            except (RedisError, OSError, ValueError) as exc:
-                self.listening.clear()
+            except (RedisError, OSError) as exc:
                 self.redis.mark_down(exc)
+            except Exception:
+                # A malformed message or a bug must not end fan-out for the life of the process.
+                log.exception("board update listener failed; reconnecting")
             finally:
                 self.listening.clear()
                 with contextlib.suppress(RedisError, OSError):

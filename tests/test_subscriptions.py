@@ -360,3 +360,28 @@ async def test_ending_the_session_closes_its_sockets(
         )
         assert (await response.json())["data"] == {"endSession": {"ended": True}}
         assert await sock.closed_with() == 4403
+
+
+async def test_without_redis_everything_runs_in_process(
+    database_url: str, school: School, clean_db: asyncpg.Pool
+) -> None:
+    """No REDIS_URL (the embedded `make run`): boards read PostgreSQL and updates fan out in process."""
+    async with TestClient(
+        TestServer(create_app(http_settings(database_url), features=[subscriptions.install]))
+    ) as client:
+        ws = await client.session.ws_connect(client.make_url("/graphql"), protocols=("graphql-transport-ws",))
+        sock = Socket(ws)
+        await sock.init(token("teacher", school.teacher_a, school.org_a))
+        variables = {"game": school.game_id, "scope": "CLASS"}
+        await sock.send({"type": "subscribe", "id": "1", "payload": {"query": BOARD, "variables": variables}})
+        assert (await sock.receive())["payload"]["data"]["leaderboardUpdated"]["entries"] == []
+        await commit_score(client, clean_db, school, school.students_a[0], 640)
+        update = (await sock.receive())["payload"]["data"]["leaderboardUpdated"]
+        assert [e["score"] for e in update["entries"]] == [640]
+        response = await client.post(
+            "/graphql",
+            json={"query": "{ viewer { rateLimit { shared limit } } }"},
+            headers={"Authorization": f"Bearer {token('teacher', school.teacher_a, school.org_a)}"},
+        )
+        assert (await response.json())["data"] == {"viewer": {"rateLimit": {"shared": False, "limit": 3000}}}
+        await ws.close()
