@@ -21,8 +21,9 @@ from dataclasses import replace
 import asyncpg
 from aiohttp import web
 
-from mlc_graph import observe, subscriptions, view, web_vitals
+from mlc_graph import limits, observe, persisted, subscriptions, view, web_vitals
 from mlc_graph.config import Settings
+from mlc_graph.cost import stage as cost_stage
 from mlc_graph.db import create_pool
 from mlc_graph.events import EventBus
 from mlc_graph.keys import EVENTS, PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS
@@ -37,7 +38,14 @@ Feature = Callable[[web.Application], None]
 
 # Other parts of the server register their install function here (one line each).
 # observe first: its middleware must wrap the others' (WebSocket connections are counted there).
-FEATURES: tuple[Feature, ...] = (observe.install, subscriptions.install)
+FEATURES: tuple[Feature, ...] = (
+    observe.install,
+    subscriptions.install,
+    # Issue 3: persisted queries fill in the document, limits refuse abusive text, cost prices the rest.
+    persisted.install,
+    limits.install,
+    cost_stage.install,
+)
 
 
 def create_app(settings: Settings, features: Sequence[Feature] | None = None) -> web.Application:
