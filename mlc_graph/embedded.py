@@ -8,6 +8,7 @@ makes the directories above it traversable (g+rx, o+rx), then runs initdb and po
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,8 @@ def _import_pgserver() -> Any:
 def start_embedded(data_dir: Path = DEFAULT_DATA_DIR, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
     """Start (or reuse) the server whose data lives in `data_dir`; initialises the directory on first use."""
     pgserver = _import_pgserver()
+    # pgserver logs every pg_ctl command line at INFO; the dev server's log should show our own lines.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
