@@ -324,7 +324,9 @@ def create_app(database_url: str, secret: str, pool: PoolSettings | None = None)
     app[SECRET_KEY] = secret
 
     async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[POOL_KEY] = await create_pool(database_url, pool or PoolSettings())
+        app[POOL_KEY] = await create_pool(
+            database_url, pool or PoolSettings(), application_name="mlc-bench-floor"
+        )
         yield
         await app[POOL_KEY].close()
 
