@@ -161,7 +161,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print("using the PostgreSQL server in DATABASE_URL")
     try:
-        info = asyncio.run(prepare(settings))
+        try:
+            info = asyncio.run(prepare(settings))
+        except (OSError, asyncpg.PostgresError, DemoDataError) as exc:
+            # The usual first-run problems (server down, database missing, foreign data): say so plainly.
+            print(f"cannot prepare the database: {exc}", file=sys.stderr)
+            return 1
         if info.seeded:
             print("seeded the demo data (1 organization, 3 teachers, 60 students, 200 games)")
         print(info.banner(), flush=True)

@@ -677,5 +677,8 @@ def seed_command(settings: Settings, scale: str, reset: bool) -> int:
     except DatabaseNotEmptyError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 1
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"seed failed: {exc}", file=sys.stderr)
+        return 2
     print("\n".join(report.lines()))
     return 0

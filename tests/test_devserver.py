@@ -158,3 +158,11 @@ def test_dockerfile_builds_assets_and_runs_unprivileged_with_a_healthcheck() -> 
             assert (ROOT / source).exists(), source
             assert source.rstrip("/") not in ignored, source
     assert {".venv", ".mlc", ".git"} <= ignored
+
+
+async def test_main_explains_an_unreachable_database(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nowhere")
+    assert await asyncio.to_thread(main, ["--prepare-only"]) == 1
+    assert "cannot prepare the database" in capsys.readouterr().err
