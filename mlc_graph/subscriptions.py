@@ -9,8 +9,8 @@
 Close codes: 4400 malformed message, 4401 subscribe before ack, 4403 token refused or session limit,
 4406 subprotocol not offered, 4408 no connection_init in time, 4409 duplicate operation id, 4429 a
 second connection_init. Documents go through the HTTP pipeline's cache and validation (so the same
-limits apply); every `subscribe` counts as one request against the user's hourly quota, and at most
-`max_subscriptions_per_connection` operations run per socket at once.
+limits and cost budget apply); every `subscribe` counts as one request (with its cost points) against
+the user's hourly quota, and at most `max_subscriptions_per_connection` operations run per socket.
 
 `install(app)` is the app feature of issue 5: Redis, quotas, live boards, fan-out and this route.
 """
@@ -44,6 +44,7 @@ PROTOCOL = "graphql-transport-ws"
 INIT_TIMEOUT_SECONDS = 3.0
 REALTIME = web.AppKey("realtime", Realtime)
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("graphql_sockets")
+ANALYZER: web.AppKey[Callable[[], CostAnalyzer]] = web.AppKey("realtime_cost_analyzer")
 
 
 class _Close(Exception):  # noqa: N818 - control flow: close the socket with this code
@@ -177,15 +178,6 @@ class Connection:
                 op_id, f"At most {cap} operations may run on one connection", "SUBSCRIPTION_LIMIT"
             )
             return
-        tier = await self.realtime.tier_of(self.principal.org_id)
-        session, quota = await self.realtime.admit(self.principal, tier, 1)
-        if quota is None:
-            error = session.error()
-            await self.send({"id": op_id, "type": "error", "payload": [error.formatted]})
-            return
-        if not quota.allowed:
-            await self.send({"id": op_id, "type": "error", "payload": [quota.error().formatted]})
-            return
         parsed = self.app[PIPELINE].document(query)
         operation = parsed.operations.get(name)
         if parsed.errors or parsed.document is None or operation is None:
@@ -193,6 +185,22 @@ class Connection:
                 GraphQLError("Unknown operation", extensions={"code": "BAD_REQUEST"})
             ]
             await self.send({"id": op_id, "type": "error", "payload": [e.formatted for e in errors]})
+            return
+        # The same cost budget as over HTTP, and the price is what the hourly cost points are charged.
+        try:
+            analysis = self.app[ANALYZER]().analyze(parsed.document, variables, name, cache_key=query)
+            analysis.check(self.settings.cost_budget)
+        except GraphQLError as refused:
+            await self.send({"id": op_id, "type": "error", "payload": [refused.formatted]})
+            return
+        tier = await self.realtime.tier_of(self.principal.org_id)
+        session, quota = await self.realtime.admit(self.principal, tier, max(1, analysis.requested))
+        if quota is None:
+            error = session.error()
+            await self.send({"id": op_id, "type": "error", "payload": [error.formatted]})
+            return
+        if not quota.allowed:
+            await self.send({"id": op_id, "type": "error", "payload": [quota.error().formatted]})
             return
         context = self._context(op_id, name)
         context.rate_limit = quota
@@ -341,6 +349,7 @@ def install(app: web.Application) -> None:
         return analysis.requested
 
     realtime.cost_of = cost_of
+    app[ANALYZER] = analyzer
     pipeline.stages.before_execute.append(quota_stage)
     app[EVENTS].on_score(realtime.boards.score_committed)
     app.middlewares.append(websocket_middleware)

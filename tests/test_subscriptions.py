@@ -269,6 +269,13 @@ async def test_ping_queries_errors_cap_and_complete(
     assert (error["id"], error["type"]) == ("bad", "error")
     assert error["payload"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
 
+    # The HTTP cost budget holds over the socket too.
+    heavy = "{ games(first: 100) { edges { node { category { games(first: 100) { edges { node { id } } } } } } } }"
+    await sock.send({"type": "subscribe", "id": "heavy", "payload": {"query": heavy}})
+    too_complex = await sock.receive()
+    assert (too_complex["id"], too_complex["type"]) == ("heavy", "error")
+    assert too_complex["payload"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+
     # An unknown game: the subscription resolver refuses in a `next` with errors, then completes.
     missing = {"game": encode_global_id("Game", 999_999), "scope": "CLASS"}
     await sock.send({"type": "subscribe", "id": "nf", "payload": {"query": BOARD, "variables": missing}})
