@@ -33,6 +33,7 @@ from mlc_graph.auth import Principal, Role, issue_token
 from mlc_graph.config import DEV_JWT_SECRET, PoolSettings
 from resolvers.leaderboards import pseudonym
 from resolvers.relay import encode_global_id
+from tests.conftest import TENANT_TABLES
 from tests.conftest_http import app_client, http_settings
 from tests.factories import (
     make_assignments,
@@ -61,9 +62,10 @@ class World:
     draft_game: int
 
 
-@pytest.fixture
-async def world(clean_db: asyncpg.Pool) -> World:
-    pool = clean_db
+@pytest.fixture(scope="module")
+async def world(pool: asyncpg.Pool) -> World:
+    """Built once for the module: every test here only reads it (the next module's clean_db empties it)."""
+    await pool.execute(f"TRUNCATE {TENANT_TABLES} RESTART IDENTITY CASCADE")
     org_a, org_b = await make_org(pool, "A"), await make_org(pool, "B")
     teacher_a, teacher_b = await make_teacher(pool, org_a), await make_teacher(pool, org_b)
     students_a = await make_students(pool, org_a, teacher_a, 3)
@@ -79,7 +81,7 @@ async def world(clean_db: asyncpg.Pool) -> World:
     return World(org_a, org_b, teacher_a, teacher_b, students_a, student_b, category, games, draft_game)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def floor(database_url: str) -> AsyncIterator[TestServer]:
     app = create_app(database_url, SECRET, PoolSettings(min_size=1, max_size=4))
     server = TestServer(app, host="127.0.0.1")
