@@ -40,11 +40,12 @@ Feature = Callable[[web.Application], None]
 # observe first: its middleware must wrap the others' (WebSocket connections are counted there).
 FEATURES: tuple[Feature, ...] = (
     observe.install,
-    subscriptions.install,
-    # Issue 3: persisted queries fill in the document, limits refuse abusive text, cost prices the rest.
+    # Issue 3: persisted queries fill in the document, limits refuse abusive text, cost prices the rest;
+    # before the quotas, so a refused operation is not charged and the quota reads the known price.
     persisted.install,
     limits.install,
     cost_stage.install,
+    subscriptions.install,
 )
 
 
