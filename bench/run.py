@@ -427,6 +427,9 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
         await wait_ready(f"http://127.0.0.1:{gql_port}/readyz", gql2, procs, "graphql-2w")
         target2 = Target("graphql2w", f"http://127.0.0.1:{gql_port}")
         await asyncio.sleep(1.0)  # both workers listening before load starts
+        rss["graphql_workers2_idle_mb"] = [
+            _mb(procstats.rss_bytes(p)) for p in procstats.process_tree(gql2.pid)
+        ]
         print(
             f"--workers 2: warm-up, then {plan.rounds} round(s) of {plan.workers2_duration:g} s", flush=True
         )
@@ -653,7 +656,8 @@ def markdown(run: dict[str, Any]) -> str:
         f"Server RSS: {rss.get('graphql_idle_mb')} MB idle, {rss.get('graphql_after_load_mb')} MB after load "
         f"(floor {rss.get('floor_after_load_mb')} MB)"
         + (
-            f"; with --workers 2, per process of the server's tree: {rss['graphql_workers2_mb']} MB."
+            f"; with --workers 2, per process of the server's tree: "
+            f"{rss.get('graphql_workers2_idle_mb')} MB idle, {rss['graphql_workers2_mb']} MB after load."
             if rss.get("graphql_workers2_mb")
             else "."
         ),
