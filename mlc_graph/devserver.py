@@ -168,7 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"cannot prepare the database: {exc}", file=sys.stderr)
             return 1
         if info.seeded:
-            print("seeded the demo data (1 organization, 3 teachers, 60 students, 200 games)")
+            print(
+                f"seeded the demo data ({DEMO.organizations} organization, {DEMO.teachers} teachers, "
+                f"{DEMO.students} students, {DEMO.games} games, {DEMO.scores:,} scores)"
+            )
         print(info.banner(), flush=True)
         if args.prepare_only:
             return 0
