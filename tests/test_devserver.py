@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import re
 import shutil
 import tempfile
+import tomllib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -166,3 +168,17 @@ async def test_main_explains_an_unreachable_database(
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nowhere")
     assert await asyncio.to_thread(main, ["--prepare-only"]) == 1
     assert "cannot prepare the database" in capsys.readouterr().err
+
+
+def test_every_package_on_disk_ships_in_the_wheel() -> None:
+    """The image installs a wheel: a package missing from the build config fails only there."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    include = config["packages"]["find"]["include"]
+    packages = {
+        init.parent.relative_to(ROOT).as_posix().replace("/", ".")
+        for top in ("mlc_graph", "resolvers", "loaders")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert "mlc_graph.migrations" in packages
+    for package in packages:
+        assert any(fnmatch.fnmatchcase(package, pattern) for pattern in include), package
