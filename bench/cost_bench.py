@@ -75,6 +75,37 @@ def analyzer_table(repeat: int) -> None:
         first = analyzer.analyze(document, variables, name, cache_key=text)
         cached = _median_us(partial(analyzer.analyze, document, variables, name, text), repeat)
         print(f"{key:<28} {first.requested:>6} {uncached:>12.1f} us {cached:>7.2f} us")
+    # The after-execution half: actual cost walks the result. A full W1 answer (50 x 10 assignments).
+    w1 = next(w for w in WORKLOADS if w.key == "W1")
+    analysis = analyzer.analyze(parse(w1.document), variables, w1.operation_name)
+    game = {
+        "id": "g",
+        "title": "t",
+        "difficulty": "BEGINNER",
+        "thumbnailUrl": None,
+        "category": {"id": "c", "name": "n"},
+    }
+    assignment = {"node": {"id": "a", "status": "ACTIVE", "dueDate": "2026-01-01", "game": game}}
+    student = {
+        "node": {
+            "id": "s",
+            "firstName": "f",
+            "lastName": "l",
+            "avatarUrl": None,
+            "assignments": {"edges": [assignment] * 10},
+        }
+    }
+    data = {
+        "teacher": {
+            "id": "t",
+            "firstName": "f",
+            "lastName": "l",
+            "students": {"totalCount": 50, "edges": [student] * 50},
+        }
+    }
+    walk = _median_us(partial(analysis.actual, data), max(1, repeat // 10))
+    label = "W1 actual, full answer"
+    print(f"{label:<28} {analysis.actual(data):>6} {walk:>12.1f} us (walks the result after execution)")
     print()
 
 

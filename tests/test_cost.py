@@ -229,3 +229,11 @@ def test_fragment_bombs_price_in_linear_time(sdl: CostAnalyzer) -> None:
     assert analysis.requested == 2 ** (levels + 1) - 1
     with pytest.raises(QueryTooComplexError):
         analysis.check(BUDGET)
+
+
+def test_actual_cost_of_weighted_scalars_lists_and_nulls(sdl: CostAnalyzer) -> None:
+    analysis = sdl.analyze(parse("{ report { total tags { name } } board(top: 3) { entries { name } } }"))
+    assert analysis.requested == (50 + 5 + 10) + (1 + 3)
+    data = {"report": {"total": 7, "tags": [{"name": "a"}, None]}, "board": {"entries": []}}
+    assert analysis.actual(data) == (50 + 5 + 1) + 1
+    assert analysis.actual({"report": {"total": None, "tags": []}, "board": None}) == 50

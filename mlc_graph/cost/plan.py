@@ -65,6 +65,17 @@ class Selection:
 
     fields: dict[str, PlanField]
     cost: int  # of the most expensive possible type
+    # What the actual-cost walk visits, precomputed: only fields that cost or contain something that does.
+    priced: tuple[tuple[str, int, Selection | None], ...] = ()
+
+    def __post_init__(self) -> None:
+        self.priced = tuple(
+            (key, field.weight, field.selection)
+            for key, field in self.fields.items()
+            if field.weight
+            or (field.selection is not None and field.selection.cost)
+            or (field.selection is not None and field.selection.priced)
+        )
 
 
 def _named(type_: GraphQLType) -> GraphQLType:

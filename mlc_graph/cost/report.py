@@ -10,32 +10,38 @@ BREAKDOWN_LIMIT = 200  # entries; the tree under a fragment-heavy query can be f
 
 
 def actual_cost(selection: Selection, data: Any) -> int:
-    """The same prices applied to the values really returned (lists at their real length)."""
+    """The same prices applied to the values really returned (lists at their real length).
+
+    Iterative over (selection, object) pairs and only over the fields that cost something (precomputed in
+    `Selection.priced`): a full W1 answer is ~2,000 objects, walked after every request.
+    """
     if not isinstance(data, dict):
         return 0
     total = 0
-    fields = selection.fields
-    for key, value in data.items():
-        field = fields.get(key)
-        if field is None or value is None:
-            continue
-        if field.selection is None:
-            total += field.weight
-        elif isinstance(value, list):
-            total += _list_cost(field, value)
-        else:
-            total += field.weight + actual_cost(field.selection, value)
-    return total
-
-
-def _list_cost(field: PlanField, items: list[Any]) -> int:
-    total = 0
-    assert field.selection is not None
-    for item in items:
-        if isinstance(item, list):
-            total += _list_cost(field, item)
-        elif item is not None:
-            total += field.weight + actual_cost(field.selection, item)
+    stack: list[tuple[Selection, dict[str, Any]]] = [(selection, data)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, obj = pop()
+        for key, weight, child in node.priced:
+            value = obj.get(key)
+            if value is None:
+                continue
+            if child is None:
+                total += weight  # a scalar with a declared @cost
+            elif type(value) is dict:
+                total += weight
+                push((child, value))
+            elif type(value) is list:
+                items = value
+                while items:
+                    nested: list[Any] = []
+                    for item in items:
+                        if type(item) is dict:
+                            total += weight
+                            push((child, item))
+                        elif type(item) is list:
+                            nested.extend(item)  # [[T]]: each item priced like one of a flat list
+                    items = nested
     return total
 
 
