@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from loaders.base import by_id
+from loaders.base import by_id, check_columns
 from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_by_parent
 from mlc_graph.db import Executor
 
@@ -50,9 +50,12 @@ class AssignmentRow:
         return (self.due_date, self.id)
 
 
+check_columns(AssignmentRow, _COLUMNS)
+
+
 async def fetch_assignments_by_ids(db: Executor, ids: Sequence[int]) -> list[AssignmentRow | None]:
     rows = await db.fetch(SELECT_ASSIGNMENTS_BY_IDS, list(ids))
-    return by_id([AssignmentRow(**r) for r in rows], ids)
+    return by_id([AssignmentRow(*r) for r in rows], ids)
 
 
 async def fetch_assignment_pages_by_students(
@@ -73,7 +76,7 @@ async def fetch_assignment_pages_by_students(
             rows = await db.fetch(
                 SELECT_ASSIGNMENT_PAGES_BY_STATUS_AFTER, student_ids, limit, args.filter, *args.after
             )
-        pages = pages_by_parent([AssignmentRow(**r) for r in rows], lambda a: a.student_id, args.first)
+        pages = pages_by_parent([AssignmentRow(*r) for r in rows], lambda a: a.student_id, args.first)
         for student_id in student_ids:
             found[(student_id, args)] = pages.get(student_id, EMPTY_PAGE)
     return [found[key] for key in keys]

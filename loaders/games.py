@@ -6,7 +6,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from loaders.base import by_id
+from loaders.base import by_id, check_columns
 from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_by_parent
 from mlc_graph.db import Executor
 
@@ -113,23 +113,28 @@ LIBRARY_STATEMENTS: dict[tuple[tuple[bool, bool, bool], bool], str] = {
 }
 
 
+check_columns(GameRow, _COLUMNS)
+check_columns(CategoryRow, "id, name, description")
+check_columns(LevelRow, "id, name, position")
+
+
 async def fetch_games_by_ids(db: Executor, ids: Sequence[int]) -> list[GameRow | None]:
     rows = await db.fetch(SELECT_GAMES_BY_IDS, list(ids))
-    return by_id([GameRow(**r) for r in rows], ids)
+    return by_id([GameRow(*r) for r in rows], ids)
 
 
 async def fetch_categories_by_ids(db: Executor, ids: Sequence[int]) -> list[CategoryRow | None]:
     rows = await db.fetch(SELECT_CATEGORIES_BY_IDS, list(ids))
-    return by_id([CategoryRow(**r) for r in rows], ids)
+    return by_id([CategoryRow(*r) for r in rows], ids)
 
 
 async def fetch_all_categories(db: Executor) -> list[CategoryRow]:
-    return [CategoryRow(**r) for r in await db.fetch(SELECT_ALL_CATEGORIES)]
+    return [CategoryRow(*r) for r in await db.fetch(SELECT_ALL_CATEGORIES)]
 
 
 async def fetch_levels_by_ids(db: Executor, ids: Sequence[int]) -> list[LevelRow | None]:
     rows = await db.fetch(SELECT_LEVELS_BY_IDS, list(ids))
-    return by_id([LevelRow(**r) for r in rows], ids)
+    return by_id([LevelRow(*r) for r in rows], ids)
 
 
 async def fetch_library_pages(db: Executor, keys: Sequence[tuple[Hashable, PageArgs]]) -> list[Page[GameRow]]:
@@ -144,7 +149,7 @@ async def fetch_library_pages(db: Executor, keys: Sequence[tuple[Hashable, PageA
         if args.after is not None:
             params.extend(args.after)
         params.extend(v for v in values if v is not None)
-        rows = [GameRow(**r) for r in await db.fetch(sql, *params)]
+        rows = [GameRow(*r) for r in await db.fetch(sql, *params)]
         pages.append(Page(tuple(rows[: args.first]), len(rows) > args.first))
     return pages
 
@@ -160,7 +165,7 @@ async def fetch_game_pages_by_categories(
             rows = await db.fetch(
                 SELECT_GAME_PAGES_BY_CATEGORIES_AFTER, category_ids, args.first + 1, *args.after
             )
-        pages = pages_by_parent([GameRow(**r) for r in rows], lambda g: g.category_id, args.first)
+        pages = pages_by_parent([GameRow(*r) for r in rows], lambda g: g.category_id, args.first)
         for category_id in category_ids:
             found[(category_id, args)] = pages.get(category_id, EMPTY_PAGE)
     return [found[key] for key in keys]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from loaders.base import by_id
+from loaders.base import by_id, check_columns
 from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_by_parent
 from mlc_graph.db import Executor
 
@@ -53,9 +53,12 @@ class StudentRow:
         return (self.last_name, self.first_name, self.id)
 
 
+check_columns(StudentRow, _COLUMNS)
+
+
 async def fetch_students_by_ids(db: Executor, ids: Sequence[int]) -> list[StudentRow | None]:
     rows = await db.fetch(SELECT_STUDENTS_BY_IDS, list(ids))
-    return by_id([StudentRow(**r) for r in rows], ids)
+    return by_id([StudentRow(*r) for r in rows], ids)
 
 
 async def fetch_student_pages_by_teachers(
@@ -69,7 +72,7 @@ async def fetch_student_pages_by_teachers(
             rows = await db.fetch(
                 SELECT_STUDENT_PAGES_BY_TEACHERS_AFTER, teacher_ids, args.first + 1, *args.after
             )
-        pages = pages_by_parent([StudentRow(**r) for r in rows], lambda s: s.teacher_id, args.first)
+        pages = pages_by_parent([StudentRow(*r) for r in rows], lambda s: s.teacher_id, args.first)
         for teacher_id in teacher_ids:
             found[(teacher_id, args)] = pages.get(teacher_id, EMPTY_PAGE)
     return [found[key] for key in keys]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from loaders.base import by_id
+from loaders.base import by_id, check_columns
 from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_by_parent
 from mlc_graph.db import Executor
 
@@ -44,9 +44,12 @@ class TeacherRow:
         return (self.last_name, self.first_name, self.id)
 
 
+check_columns(TeacherRow, _COLUMNS)
+
+
 async def fetch_teachers_by_ids(db: Executor, ids: Sequence[int]) -> list[TeacherRow | None]:
     rows = await db.fetch(SELECT_TEACHERS_BY_IDS, list(ids))
-    return by_id([TeacherRow(**r) for r in rows], ids)
+    return by_id([TeacherRow(*r) for r in rows], ids)
 
 
 async def fetch_teacher_pages_by_orgs(
@@ -58,7 +61,7 @@ async def fetch_teacher_pages_by_orgs(
             rows = await db.fetch(SELECT_TEACHER_PAGES_BY_ORGS, org_ids, args.first + 1)
         else:
             rows = await db.fetch(SELECT_TEACHER_PAGES_BY_ORGS_AFTER, org_ids, args.first + 1, *args.after)
-        pages = pages_by_parent([TeacherRow(**r) for r in rows], lambda t: t.org_id, args.first)
+        pages = pages_by_parent([TeacherRow(*r) for r in rows], lambda t: t.org_id, args.first)
         for org_id in org_ids:
             found[(org_id, args)] = pages.get(org_id, EMPTY_PAGE)
     return [found[key] for key in keys]

@@ -8,9 +8,10 @@ per request it runs the plan (mlc_graph.compiled.runtime). Three ways lead to gr
   than @skip/@include, Strawberry field extensions): decided once per document and remembered;
 - the variables do not coerce: graphql-core reports that;
 - the compiled run meets anything but plain success (an error, a null in a non-null field): it stops and
-  graphql-core runs the operation with the same context, so errors, paths and null propagation are
-  graphql-core's own. DataLoader caches are per request, so the rerun mostly reads what the compiled run
-  already loaded and the statement count stays the same.
+  graphql-core runs the operation on the request's context, so errors, paths, locations, their order and
+  null propagation are graphql-core's own. The compiled run uses a copy of the context with its own
+  DataLoaders and statement count (`_isolated`), so the rerun starts from the same empty caches a plain
+  graphql-core run would and reports its statement count; an error costs the partial compiled run extra.
 
 Results are byte-identical to graphql-core's (tests/test_compiled_differential.py and
 tests/test_compiled_hypothesis.py run both and compare orjson bytes).
@@ -19,6 +20,8 @@ tests/test_compiled_hypothesis.py run both and compare orjson bytes).
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -35,8 +38,11 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues, get_variable_values
 
+from loaders import Loaders
 from mlc_graph.compiled.plan import Compiler, Plan, Unsupported, skip_variables
 from mlc_graph.compiled.runtime import Bail, Runner
+from mlc_graph.context import Context
+from mlc_graph.db import QueryStats
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +149,8 @@ class CompiledExecutor:
         plan = None if isinstance(coerced, list) else self.plan_for(document, operation, coerced)
         if plan is not None:
             assert isinstance(coerced, VariableValues)
-            runner = Runner(plan, context, coerced)
+            run_context = _isolated(context)
+            runner = Runner(plan, run_context, coerced)
             try:
                 data = await runner.run()
             except asyncio.CancelledError:
@@ -159,6 +166,8 @@ class CompiledExecutor:
                     log.debug("compiled run stopped by %r; graphql-core reruns", exc)
             else:
                 self.stats.compiled += 1
+                if run_context is not context:
+                    _merge(context.stats, run_context.stats)
                 return ExecutionResult(data, None)
         else:
             self.stats.fallbacks += 1
@@ -184,6 +193,27 @@ class CompiledExecutor:
             result = await result
         assert isinstance(result, ExecutionResult)
         return result
+
+
+def _isolated(context: Any) -> Any:
+    """The context the compiled run uses: the request's, with its own DataLoaders and statement count.
+
+    If the run bails, graphql-core reruns on the request's untouched loaders, exactly as it would have
+    run alone: same DataLoader timing (so the same order of errors) and the same statement count; what
+    the abandoned run read is discarded with its loaders. On success its count joins the request's.
+    """
+    if not isinstance(context, Context):
+        return context
+    db = copy.copy(context.db)  # same pool, connection, options and SQL comment tags
+    db.stats = QueryStats(keep_texts=context.stats.keep_texts)
+    return dataclasses.replace(context, db=db, loaders=Loaders(db), stats=db.stats)
+
+
+def _merge(into: QueryStats, stats: QueryStats) -> None:
+    into.statements += stats.statements
+    into.seconds += stats.seconds
+    if into.keep_texts:
+        into.texts.extend(stats.texts)
 
 
 __all__ = ["EXECUTORS", "CompiledExecutor", "ExecutorStats"]

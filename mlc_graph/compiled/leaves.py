@@ -7,6 +7,7 @@ would raise (the compiled run then bails to graphql-core, which produces the err
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from math import inf
 from typing import Any
 
@@ -22,6 +23,7 @@ from graphql import (
 from graphql.execution.executor import Executor
 from graphql.pyutils import Undefined
 
+_MAX_REMEMBERED = 4096
 _MIN_INT = -(2**31)
 _MAX_INT = 2**31 - 1
 
@@ -49,13 +51,27 @@ def leaf_serializer(type_: GraphQLLeafType) -> Callable[[Any], Any]:
                 return slow(value)
             name = names.get(value)
             if name is None:
+                if len(names) >= _MAX_REMEMBERED:
+                    names.clear()  # an enum type has few values; a flood of bad ones must not grow this
                 name = names[value] = slow(value)
             return name
 
         return enum_name
     coerce = type_.coerce_output_value  # custom scalars (Strawberry's Date, DateTime: isoformat)
+    # Calendar dates recur (due dates of a class): remember their text, bounded.
+    dates: dict[date, Any] = {}
 
     def custom(value: Any) -> Any:
+        if type(value) is date:
+            text = dates.get(value)
+            if text is None:
+                if len(dates) >= _MAX_REMEMBERED:
+                    dates.clear()
+                text = dates[value] = custom_uncached(value)
+            return text
+        return custom_uncached(value)
+
+    def custom_uncached(value: Any) -> Any:
         result = coerce(value)
         if result is None or result is Undefined:
             return slow(value)  # raises graphql-core's error

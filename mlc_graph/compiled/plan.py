@@ -44,6 +44,7 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
+from mlc_graph.compiled.batch import BATCH_RESOLVERS, BatchResolver
 from mlc_graph.compiled.leaves import leaf_serializer
 
 # Field kinds: how a value is obtained from its parent.
@@ -97,6 +98,8 @@ class FieldPlan:
     # Converted keyword arguments: constant when they read no variable, else per request (arg_slot).
     args: Mapping[str, Any] = field(default_factory=dict)
     arg_slot: int = -1
+    # The batch form of the resolver (mlc_graph.compiled.batch): one call for every parent of a pass.
+    batch: BatchResolver | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -316,6 +319,8 @@ class Compiler:
             return FieldPlan(key, ATTR, complete, attr=strawberry_field.python_name)
         kind = ASYNC if strawberry_field.is_async else SYNC
         plan = FieldPlan(key, kind, complete, invoke=_invoker(resolver))
+        if kind == ASYNC and parent is not self.schema.query_type:
+            plan.batch = BATCH_RESOLVERS.get(resolver.wrapped_func)
         if field_def.args or nodes[0].arguments:
             if _reads_variables(nodes[0]):
                 plan.arg_slot = len(self.argument_slots)

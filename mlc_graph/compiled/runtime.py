@@ -35,9 +35,12 @@ from mlc_graph.compiled.plan import (
     OBJECT,
     TYPENAME,
     Completer,
+    FieldPlan,
     Plan,
     SelectionPlan,
 )
+
+_BATCH = object()  # the key of an entry whose value is a batch resolver's list, one item per target
 
 
 class Bail(Exception):  # noqa: N818 - control flow: leave the rest to graphql-core
@@ -79,9 +82,11 @@ class Runner:
     """One execution of a plan."""
 
     __slots__ = (
+        "_flush_scheduled",
         "_loop",
         "_wake",
         "args",
+        "batched",
         "context",
         "failure",
         "info",
@@ -101,9 +106,11 @@ class Runner:
         self.waiting: dict[Any, list[Entry]] = {}
         self.orphans: list[tuple[Entry, Any]] = []
         self.failure: BaseException | None = None
+        self._flush_scheduled = False
         self._wake: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
         self.args: list[Any] = []
+        self.batched: dict[FieldPlan, tuple[list[Any], list[tuple[dict[str, Any], str]]]] = {}
 
     def prepare_arguments(self) -> None:
         convert = self.plan.convert
@@ -114,6 +121,7 @@ class Runner:
     async def run(self) -> dict[str, Any]:
         self.prepare_arguments()
         data = self.complete_object(self.plan.root, None)
+        self.flush()
         await self.drain()
         return data
 
@@ -139,6 +147,15 @@ class Runner:
                 value = getattr(source, field.attr)
             elif kind == TYPENAME:
                 out[field.key] = field.typename
+                continue
+            elif field.batch is not None:
+                out[field.key] = None  # filled when the batch of this pass returns
+                pending = self.batched.get(field)
+                if pending is None:
+                    self.batched[field] = ([source], [(out, field.key)])
+                else:
+                    pending[0].append(source)
+                    pending[1].append((out, field.key))
                 continue
             else:
                 args = field.args if field.arg_slot < 0 else args_by_slot[field.arg_slot]
@@ -246,6 +263,13 @@ class Runner:
 
     def deliver(self, entry: Entry, value: Any) -> None:
         complete = entry[1]
+        if entry[3] is _BATCH:
+            targets = entry[2]
+            if type(value) is not list or len(value) != len(targets):
+                raise Bail
+            for (out, key), item in zip(targets, value, strict=True):
+                self.deliver((None, complete, out, key), item)
+            return
         if value is None:
             if complete.nonnull:
                 raise Bail
@@ -254,6 +278,15 @@ class Runner:
             entry[2][entry[3]] = complete.serialize(value)  # type: ignore[misc]
         else:
             entry[2][entry[3]] = self.complete(complete, value)
+
+    def flush(self) -> None:
+        """Call the batch resolvers for every parent collected in this pass (and those their values add)."""
+        while self.batched:
+            batched, self.batched = self.batched, {}
+            for field, (sources, targets) in batched.items():
+                args = field.args if field.arg_slot < 0 else self.args[field.arg_slot]
+                assert field.batch is not None
+                self.step((field.batch(sources, self.info, args), field.complete, targets, _BATCH))
 
     def start_task(self, coro: Coroutine[Any, Any, Any], complete: Completer, out: Any, key: Any) -> None:
         """Root fields run in Tasks of their own, as under graphql-core: they may talk to the database
@@ -281,13 +314,32 @@ class Runner:
                 self.orphans.extend((e, fut) for e in entries[position + 1 :])
                 self.failure = exc
                 break
+        if self.batched and self.failure is None and not self._flush_scheduled:
+            # One DataLoader batch resolves many futures, each with its own callback in this pass:
+            # flush after all of them, so the batch resolvers see every parent at once.
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_later)
+        self._maybe_wake()
+
+    def _flush_later(self) -> None:
+        self._flush_scheduled = False
+        if self.failure is None:
+            try:
+                self.flush()
+            except BaseException as exc:  # handed to drain(), which re-raises it
+                self.failure = exc
+        self._maybe_wake()
+
+    def _maybe_wake(self) -> None:
         wake = self._wake
-        if (self.failure is not None or not self.waiting) and wake is not None and not wake.done():
+        if wake is None or wake.done():
+            return
+        if self.failure is not None or (not self.waiting and not self._flush_scheduled):
             wake.set_result(None)
 
     async def drain(self) -> None:
         """Wait until every parked coroutine has finished (or one failed)."""
-        if self.waiting:
+        if self.waiting or self._flush_scheduled:
             self._wake = self._loop.create_future()
             await self._wake
         if self.failure is not None:
@@ -295,6 +347,9 @@ class Runner:
 
     def abandon(self) -> list[asyncio.Task[Any]]:
         """Hand every parked coroutine to a Task of its own (after a bail or a cancellation)."""
+        if self.failure is None:
+            self.failure = Bail()  # a flush still scheduled must not start anything more
+        self.batched.clear()
         tasks: list[asyncio.Task[Any]] = []
         parked = [(entry, fut) for fut, entries in self.waiting.items() for entry in entries]
         for fut in self.waiting:
