@@ -297,3 +297,47 @@ def test_prescan_catches_the_attacks_before_parsing(expected: str) -> None:
     found = prescan(ATTACKS[expected], LIMITS, 5000)
     assert found is not None
     assert (found.extensions or {})["code"] == expected
+
+
+BAD_INPUTS = [
+    # (method, body bytes or query string, content type, status, code)
+    ("POST", b'{"query": "{ __typename ', "application/json", 400, "BAD_REQUEST"),
+    ("POST", b'{"query": "\xff\xfe"}', "application/json", 400, "BAD_REQUEST"),
+    ("POST", b"query=%7B__typename%7D", "application/x-www-form-urlencoded", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    ("POST", b'{"query": 5}', "application/json", 400, "BAD_REQUEST"),
+    ("POST", b'{"query": "{ __typename }", "variables": [1]}', "application/json", 400, "BAD_REQUEST"),
+    (
+        "POST",
+        b'{"query": "query($n: Int) { games(first: $n) { totalCount } }", "variables": {"n": "x"}}',
+        "application/json",
+        400,
+        "BAD_USER_INPUT",
+    ),
+    ("POST", b'{"query": "{ nope }"}', "application/json", 400, "GRAPHQL_VALIDATION_FAILED"),
+    ("POST", b'{"query": "{"}', "application/json", 400, "GRAPHQL_PARSE_FAILED"),
+    (
+        "GET",
+        "query=mutation%20%7B%20endSession%20%7B%20__typename%20%7D%20%7D",
+        "",
+        405,
+        "METHOD_NOT_ALLOWED",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "payload", "content_type", "status", "code"), BAD_INPUTS)
+async def test_bad_inputs_get_a_4xx_and_a_code_without_sql(
+    client: Client, auth: dict[str, str], method: str, payload: Any, content_type: str, status: int, code: str
+) -> None:
+    SEEN.clear()
+    headers = {**auth, "Accept": GRAPHQL_RESPONSE}
+    if method == "GET":
+        response = await client.get(f"/graphql?{payload}", headers=headers)
+    else:
+        response = await client.post(
+            "/graphql", data=payload, headers={**headers, "Content-Type": content_type}
+        )
+    answer = orjson.loads(await response.read())
+    assert (response.status, answer["errors"][0]["extensions"]["code"]) == (status, code)
+    assert all(stats.statements == 0 for stats in SEEN)
+    await still_answers(client, auth)
