@@ -237,3 +237,15 @@ def test_actual_cost_of_weighted_scalars_lists_and_nulls(sdl: CostAnalyzer) -> N
     data = {"report": {"total": 7, "tags": [{"name": "a"}, None]}, "board": {"entries": []}}
     assert analysis.actual(data) == (50 + 5 + 1) + 1
     assert analysis.actual({"report": {"total": None, "tags": []}, "board": None}) == 50
+
+
+def test_cache_keeps_absent_null_bool_and_float_apart(analyzer: CostAnalyzer) -> None:
+    query = "query($n: Int = 5) { games(first: $n) { edges { node { id } } } }"
+    document = parse(query)
+    prices = [
+        analyzer.analyze(document, variables, cache_key=query).requested
+        for variables in ({}, {"n": None}, {"n": 1}, {"n": True}, {"n": 100.0}, {"n": 100})
+    ]
+    # absent: the variable's default 5; null: the schema's 20; True is not an Int (execution refuses it,
+    # priced at the default); 100.0 is coerced to the Int 100 by graphql-core, so it must price as 100.
+    assert prices == [6, 21, 2, 21, 101, 101]

@@ -31,6 +31,13 @@ _COST_VARIABLE_TYPES = frozenset({"Int", "Boolean"})
 _MAX_VARIANTS = 32  # variable combinations cached per document
 
 
+class _Absent:
+    """A variable the request did not send (hashable by identity, equal to no JSON value)."""
+
+
+_ABSENT = _Absent()
+
+
 class QueryTooComplexError(ApiError):
     code = "QUERY_TOO_COMPLEX"
 
@@ -188,7 +195,11 @@ class CostAnalyzer:
                     del self._documents[next(iter(self._documents))]
                 self._documents[(cache_key, operation_name)] = entry
         try:
-            variant: Hashable = tuple(variables.get(name) for name in entry.relevant)
+            # Typed, and absent distinct from null: True == 1 and 1.0 == 1 in Python, and an absent
+            # variable takes its default where null takes the schema's; none may share a price.
+            variant: Hashable = tuple(
+                (type(value), value) for value in (variables.get(name, _ABSENT) for name in entry.relevant)
+            )
             hash(variant)
         except TypeError:  # a list or object where an Int was declared: execution will refuse it
             variant = None

@@ -135,6 +135,8 @@ class Planner:
         for arg in node.arguments or ():
             if arg.name.value in slicing:
                 value = self._value(arg.value)
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)  # graphql-core coerces 100.0 to the Int 100: price it as 100
                 if isinstance(value, int) and not isinstance(value, bool):
                     sizes.append(value)
         return max(0, max(sizes)) if sizes else default
