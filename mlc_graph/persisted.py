@@ -1,7 +1,8 @@
 """Persisted operations: Apollo's automatic persisted queries (APQ) and a trusted-documents allow-list.
 
 APQ: a client sends `extensions.persistedQuery = {version: 1, sha256Hash}` without `query`; the server
-answers PERSISTED_QUERY_NOT_FOUND until the client sends the hash once with the query, which registers it.
+answers PERSISTED_QUERY_NOT_FOUND until the client sends the hash once with the query, which registers it
+once it has run (so only valid documents within the limits and the budget are ever stored).
 Works over GET, so a CDN can cache `GET /graphql?extensions=...&variables=...` by URL.
 
 Trusted documents (settings.trusted_documents_only, for production): only documents registered with
@@ -80,9 +81,11 @@ class DocumentStore(Protocol):
 class MemoryStore:
     """A bounded LRU in this process: the only store without Redis, the first layer with it."""
 
-    def __init__(self, max_entries: int = 10_000) -> None:
+    def __init__(self, max_entries: int = 10_000, max_chars: int = 32_000_000) -> None:
         self.max_entries = max_entries
+        self.max_chars = max_chars  # the bound that matters: documents can be 100 KB each
         self._entries: OrderedDict[str, str] = OrderedDict()
+        self._chars = 0
 
     def peek(self, sha256: str) -> str | None:
         text = self._entries.get(sha256)
@@ -94,10 +97,12 @@ class MemoryStore:
         return self.peek(sha256)
 
     async def put(self, sha256: str, text: str) -> None:
+        previous = self._entries.pop(sha256, None)
+        self._chars += len(text) - (len(previous) if previous is not None else 0)
         self._entries[sha256] = text
-        self._entries.move_to_end(sha256)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        while len(self._entries) > self.max_entries or self._chars > self.max_chars:
+            _, evicted = self._entries.popitem(last=False)
+            self._chars -= len(evicted)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -222,18 +227,28 @@ class PersistedQueries:
             raise _refused(
                 "The query does not match persistedQuery.sha256Hash", "PERSISTED_QUERY_HASH_MISMATCH"
             )
-        elif self.memory.peek(sha256) is None:
-            if self.trusted_only:
-                if await self._lookup(sha256) is None:
-                    raise _refused(
-                        "This document is not registered on this server", "PERSISTED_QUERY_NOT_ALLOWED"
-                    )
-            elif len(query) <= MAX_DOCUMENT_CHARS:
-                self._misses.pop(sha256, None)
-                await self.store.put(sha256, query)
+        elif self.trusted_only and await self._lookup(sha256) is None:
+            raise _refused("This document is not registered on this server", "PERSISTED_QUERY_NOT_ALLOWED")
+        # APQ mode: a query sent with its hash is registered by `remember` once it has run (valid, within
+        # the limits and the budget), so junk sent with a matching hash never fills the stores.
         if req is not None:
             req.params.query = query
         return query
+
+    async def remember(self, query: str | None, extensions: Mapping[str, Any] | None) -> None:
+        """APQ registration of a document sent with its hash, called after it ran."""
+        persisted = (extensions or {}).get("persistedQuery")
+        if self.trusted_only or query is None or not isinstance(persisted, dict):
+            return
+        sha256 = persisted.get("sha256Hash")
+        if not isinstance(sha256, str) or self.memory.peek(sha256) is not None:
+            return
+        if len(query) <= MAX_DOCUMENT_CHARS and document_hash(query) == sha256:
+            self._misses.pop(sha256, None)
+            await self.store.put(sha256, query)
+
+    async def after(self, req: PreparedRequest) -> None:
+        await self.remember(req.params.query, req.params.extensions)
 
 
 def build(settings: Settings, pool: asyncpg.Pool | None, redis: Redis | None) -> PersistedQueries:
@@ -272,6 +287,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await warm(stage, app[POOL])
     app[PERSISTED] = stage
     app[PIPELINE].stages.before_parse.insert(0, stage)
+    app[PIPELINE].stages.after_execute.append(stage.after)
     yield
     if redis is not None:
         await redis.aclose()

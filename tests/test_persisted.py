@@ -76,7 +76,8 @@ async def test_apq_round_trip_in_memory() -> None:
         await stage.resolve(None, apq())
     assert code(refused) == "PERSISTED_QUERY_NOT_FOUND"
     assert refused.value.errors[0].message == "PersistedQueryNotFound"  # what Apollo clients match on
-    assert await stage.resolve(QUERY, apq()) == QUERY  # registers
+    assert await stage.resolve(QUERY, apq()) == QUERY
+    await stage.remember(QUERY, apq())  # after it ran
     assert await stage.resolve(None, apq()) == QUERY
     assert await stage.resolve(QUERY, None) == QUERY  # plain queries still run outside trusted mode
 
@@ -100,20 +101,25 @@ async def test_malformed_persisted_queries(
     assert code(refused) == expected
 
 
-async def test_memory_store_is_bounded() -> None:
+async def test_memory_store_is_bounded_in_entries_and_characters() -> None:
     store = MemoryStore(max_entries=2)
     for text in ("a", "b", "c"):
         await store.put(document_hash(text), text)
     assert len(store) == 2
     assert await store.get(document_hash("a")) is None
     assert await store.get(document_hash("c")) == "c"
+    small = MemoryStore(max_chars=10)
+    for text in ("x" * 4, "y" * 4, "z" * 4):
+        await small.put(document_hash(text), text)
+    assert len(small) == 2
+    assert await small.get(document_hash("x" * 4)) is None
 
 
 async def test_redis_store_is_shared_between_instances(redis: Redis) -> None:
     prefix = f"test:{uuid.uuid4().hex}:"
     first = PersistedQueries(LayeredStore([m1 := MemoryStore(), RedisStore(redis, prefix)]), m1)
     second = PersistedQueries(LayeredStore([m2 := MemoryStore(), RedisStore(redis, prefix)]), m2)
-    await first.resolve(QUERY, apq())
+    await first.remember(QUERY, apq())
     assert await second.resolve(None, apq()) == QUERY
     assert m2.peek(SHA) == QUERY  # copied into the process cache on the way up
     assert await redis.ttl(prefix + SHA) > 0  # APQ entries expire
@@ -198,6 +204,19 @@ async def test_apq_over_get_and_post(database_url: str, documents_table: asyncpg
         status, payload = await get(client, VIEWER_SHA)  # a CDN can cache this URL
         assert (status, payload["data"]) == (200, {"viewer": {"role": "TEACHER"}})
         assert payload["extensions"]["cost"]["requestedQueryCost"] == 1
+        # A document that does not run (invalid here) is never registered, even with a matching hash.
+        junk = "{ nope }"
+        response = await client.post(
+            "/graphql",
+            json={"query": junk, "extensions": apq(document_hash(junk))},
+            headers=bearer("teacher", 1, 1),
+        )
+        assert (
+            orjson.loads(await response.read())["errors"][0]["extensions"]["code"]
+            == "GRAPHQL_VALIDATION_FAILED"
+        )
+        status, payload = await get(client, document_hash(junk))
+        assert payload["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
 
 
 async def test_trusted_documents_over_http(database_url: str, documents_table: asyncpg.Pool) -> None:
