@@ -45,8 +45,9 @@ ATTACKS: dict[str, str] = {
     "TOO_MANY_ALIASES (1,000)": "{ " + " ".join(f"a{i}: __typename" for i in range(1000)) + " }",
     "TOO_MANY_DIRECTIVES (600 on a field)": "{ __typename " + "@skip(if: false) " * 600 + "}",
     "TOO_MANY_REPEATED_FIELDS (2,400)": "{ " + "__typename " * 2400 + "}",
-    "TOKEN_LIMIT_EXCEEDED (30,000 tokens)": "{ __typename(" + "a: 1 " * 10000 + ") }",
+    "TOKEN_LIMIT_EXCEEDED (18,000 tokens)": "{ __typename(" + "a:1 " * 6000 + ") }",
     "QUERY_TOO_COMPLEX (100 x 100 games)": BOMB,
+    "DOCUMENT_TOO_LARGE (one 900 KB string)": '{ __typename(a: "' + "x" * 900_000 + '") }',
 }
 BASELINE = "{ __typename }"
 
@@ -119,6 +120,8 @@ def in_process_table(repeat: int) -> None:
     for name, text in ATTACKS.items():
 
         def refuse(text: str = text) -> str:
+            if len(text) > settings.max_document_chars:
+                return "DOCUMENT_TOO_LARGE"
             if len(text) >= PRESCAN_MIN_CHARS:
                 early = prescan(text, limits_, settings.max_tokens)
                 if early is not None:

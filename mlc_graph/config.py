@@ -79,6 +79,7 @@ class Settings:
     max_depth: int = 15
     max_aliases: int = 30
     max_tokens: int = 5000
+    max_document_chars: int = 50_000
     max_body_bytes: int = 1_000_000
     max_directives_per_field: int = 5
     max_repeated_fields: int = 10
@@ -150,6 +151,7 @@ class Settings:
             max_depth=_int(env, "MLC_MAX_DEPTH", 15),
             max_aliases=_int(env, "MLC_MAX_ALIASES", 30),
             max_tokens=_int(env, "MLC_MAX_TOKENS", 5000),
+            max_document_chars=_int(env, "MLC_MAX_DOCUMENT_CHARS", 50_000),
             max_body_bytes=_int(env, "MLC_MAX_BODY_BYTES", 1_000_000),
             max_directives_per_field=_int(env, "MLC_MAX_DIRECTIVES_PER_FIELD", 5),
             max_repeated_fields=_int(env, "MLC_MAX_REPEATED_FIELDS", 10),

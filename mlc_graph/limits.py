@@ -8,6 +8,7 @@ Each refusal carries its own `extensions.code`:
 Introspection bombs (`__schema { types { fields { type { fields ...`) are refused by graphql-core's own
 MaxIntrospectionDepthRule, one of its specified rules (GRAPHQL_VALIDATION_FAILED).
     TOKEN_LIMIT_EXCEEDED      more than max_tokens tokens (comments included, as the parser counts them)
+    DOCUMENT_TOO_LARGE        a document longer than max_document_chars (lexing costs per character)
 The token limit is enforced twice: the parser stops at max_tokens (mlc_graph.pipeline), and before that
 `TokenLimit` counts tokens with one C-speed regex, stopping at the limit: graphql-core's lexer costs tens of
 microseconds per token, so a 5,000-token attack would otherwise cost a parse of 5,000 tokens each time.
@@ -156,14 +157,25 @@ def prescan(text: str, limits: Limits, max_tokens: int) -> GraphQLError | None:
 class TextLimits:
     """Before-parse stage: refuse what the text alone proves abusive before graphql-core's lexer sees it."""
 
-    def __init__(self, limits: Limits, max_tokens: int) -> None:
+    def __init__(self, limits: Limits, max_tokens: int, max_chars: int) -> None:
         self.limits = limits
         self.max_tokens = max_tokens
+        self.max_chars = max_chars
 
     def __call__(self, req: PreparedRequest) -> None:
         text = req.params.query
         if text is None or len(text) < PRESCAN_MIN_CHARS:
             return
+        if len(text) > self.max_chars:
+            # The lexer reads strings and whitespace one character at a time (~0.5 us each): a document
+            # of one 900 KB string is 5 tokens yet costs half a second to parse. Data goes in variables.
+            raise RequestRefused(
+                _error(
+                    f"The document is longer than {self.max_chars} characters: pass data in variables.",
+                    "DOCUMENT_TOO_LARGE",
+                    maxChars=self.max_chars,
+                )
+            )
         error = prescan(text, self.limits, self.max_tokens)
         if error is not None:
             raise RequestRefused(error)
@@ -302,5 +314,6 @@ def install(app: web.Application) -> None:
     """App feature: the limits run on every newly seen document, before validation."""
     settings = app[SETTINGS]
     pipeline = app[PIPELINE]
-    pipeline.stages.before_parse.append(TextLimits(Limits.from_settings(settings), settings.max_tokens))
+    limits = Limits.from_settings(settings)
+    pipeline.stages.before_parse.append(TextLimits(limits, settings.max_tokens, settings.max_document_chars))
     pipeline.add_document_check(document_check(settings))

@@ -150,6 +150,7 @@ ATTACKS = {
     "TOKEN_LIMIT_EXCEEDED": "{ __typename(" + "a: 1 " * 2000 + ") }",
     "GRAPHQL_VALIDATION_FAILED": INTROSPECTION_BOMB,
     "QUERY_TOO_COMPLEX": BOMB,
+    "DOCUMENT_TOO_LARGE": '{ __typename(a: "' + "x" * 60_000 + '") }',
 }
 
 
