@@ -87,7 +87,7 @@ class _LocalSessions:
 
     def touch(self, org_id: int, sid: str, idle: float, cap: int) -> tuple[int, int]:
         now = time.time()
-        if self._ended.get(sid, 0.0) > now:
+        if self._ended.get(f"{org_id}:{sid}", 0.0) > now:
             return -1, 0
         sessions = self._orgs.setdefault(org_id, {})
         for old in [s for s, seen in sessions.items() if seen < now - idle]:
@@ -100,7 +100,7 @@ class _LocalSessions:
     def end(self, org_id: int, sid: str) -> bool:
         now = time.time()
         self._ended = {s: until for s, until in self._ended.items() if until > now}
-        self._ended[sid] = now + ENDED_TTL_SECONDS
+        self._ended[f"{org_id}:{sid}"] = now + ENDED_TTL_SECONDS
         return self._orgs.get(org_id, {}).pop(sid, None) is not None
 
     def active(self, org_id: int, idle: float) -> int:
@@ -125,7 +125,8 @@ class SessionTracker:
         return SessionCheck(admitted=status == 1, ended=status == -1, active=active, cap=cap)
 
     def keys(self, org_id: int, sid: str) -> list[str]:
-        return [self.redis.key("sessions", org_id), self.redis.key("ended", sid)]
+        # A token without a `sid` uses its subject as one, so the ended marker is scoped by organization.
+        return [self.redis.key("sessions", org_id), self.redis.key("ended", org_id, sid)]
 
     async def touch(self, org_id: int, sid: str, cap: int) -> SessionCheck:
         """Record a request of session `sid`; refused when it would be one too many (or has ended)."""
