@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import orjson
 from graphql import (
     GraphQLEnumType,
     GraphQLInputObjectType,
@@ -234,7 +235,18 @@ async def test_generated_queries_are_byte_identical(
     assume(validate(GRAPHQL_SCHEMA, parse(text)) == [])
     world = await _world(pool)
     result = await compare(pool, _EXECUTOR, text, variables, world.viewers()[viewer_name])
-    assert result.compiled == result.reference, text
+    if result.compiled != result.reference:
+        # Errors raised after different database round trips (two root fields, each NOT_FOUND after its
+        # own query) reach graphql-core in the order the database answers: two graphql-core runs may
+        # list them differently. Everything else, data included, must still be identical.
+        assert _errors_sorted(result.compiled) == _errors_sorted(result.reference), text
+
+
+def _errors_sorted(body: bytes) -> bytes:
+    response = orjson.loads(body)
+    if "errors" in response:
+        response["errors"] = sorted(response["errors"], key=orjson.dumps)
+    return orjson.dumps(response)
 
 
 def test_zz_generated_queries_mostly_took_the_compiled_path() -> None:
