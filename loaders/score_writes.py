@@ -5,16 +5,15 @@ Call these on an executor inside `Executor.transaction()`. The order matters:
    of the same key blocks on that insert until the first transaction ends, then finds the key taken.
    This is the unique constraint doing the work, not a read-then-write race.
 2. The first submission writes the score, the best score and completed assignments in one statement,
-   ranks the student with the leaderboards' own SQL, and stores the result on the claim.
+   then ranks the student with the leaderboards' own SQL and stores the result on the claim in another.
 3. A retry reads the stored result instead: every retry returns exactly what the first call returned.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from loaders.leaderboards import BoardKey, fetch_rank
+from loaders.leaderboards import SELECT_RANK_GLOBAL
 from loaders.scores import BestScoreRow, ScoreRow
 from mlc_graph.db import Executor
 
@@ -37,7 +36,8 @@ SELECT game_id, score, stage, score_id, org_id, score_created_at, best_score, be
 FROM score_submissions WHERE student_id = $1 AND idempotency_key = $2
 """
 # Data-modifying CTEs all run to completion whether or not the outer SELECT reads them. Only challenge
-# plays compete for the best score; any play of a game completes the student's active assignments of it.
+# plays compete for the best score; any play of a game completes the student's active assignments of it
+# and is the student's latest activity (Student.lastActiveAt, the class progress report).
 INSERT_SCORE = """
 WITH new_score AS (
     INSERT INTO scores (org_id, student_id, game_id, score, stage)
@@ -55,14 +55,23 @@ WITH new_score AS (
     UPDATE assignments SET status = 'completed', completed_at = (SELECT created_at FROM new_score)
     WHERE student_id = $2 AND game_id = $3 AND status = 'active'
     RETURNING 1
+), active AS (
+    UPDATE students SET last_active_at = (SELECT created_at FROM new_score) WHERE id = $2
 )
 SELECT n.*, (SELECT count(*) FROM completed) AS completed_assignments FROM new_score n
 """
-RECORD_SUBMISSION_RESULT = """
-UPDATE score_submissions
-SET score_id = $3, org_id = $4, score_created_at = $5, best_score = $6, best_achieved_at = $7, rank = $8
-WHERE student_id = $1 AND idempotency_key = $2
-"""
+# Rank and store in one statement. The rank is the leaderboards' own query (composed here, not copied),
+# run after the score's statement so it sees the new best; the LEFT JOIN keeps the update when the
+# student has no challenge score in the game yet ($1 game, $2 student as SELECT_RANK_GLOBAL expects).
+RECORD_RANKED_RESULT = f"""
+WITH ranked AS ({SELECT_RANK_GLOBAL})
+UPDATE score_submissions AS sub
+SET score_id = $4, org_id = $5, score_created_at = $6,
+    best_score = ranked.score, best_achieved_at = ranked.achieved_at, rank = ranked.rank
+FROM (SELECT 1) AS one LEFT JOIN ranked ON true
+WHERE sub.student_id = $2 AND sub.idempotency_key = $3
+RETURNING ranked.score AS best_score, ranked.achieved_at AS best_achieved_at, ranked.rank
+"""  # noqa: S608
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,22 +169,19 @@ async def insert_score(
     assert row is not None  # INSERT ... RETURNING of one VALUES row
     completed = row["completed_assignments"]
     score = ScoreRow(**{k: v for k, v in row.items() if k != "completed_assignments"})
-    ranked = await fetch_rank(db, BoardKey(submission.game_id, "GLOBAL", None), submission.student_id)
-    best: BestScoreRow | None = None
-    rank: int | None = None
-    best_at: datetime | None = None
-    if ranked is not None:
-        best = BestScoreRow(submission.student_id, submission.game_id, ranked.score, ranked.achieved_at)
-        rank, best_at = ranked.rank, ranked.achieved_at
-    await db.execute(
-        RECORD_SUBMISSION_RESULT,
+    stored = await db.fetchrow(
+        RECORD_RANKED_RESULT,
+        submission.game_id,
         submission.student_id,
         submission.idempotency_key,
         score.id,
         score.org_id,
         score.created_at,
-        best.score if best is not None else None,
-        best_at,
-        rank,
     )
-    return SubmissionResult(score, best, rank, replayed=False, completed_assignments=completed)
+    assert stored is not None  # the claim row was inserted earlier in this transaction
+    best = None
+    if stored["best_score"] is not None:
+        best = BestScoreRow(
+            submission.student_id, submission.game_id, stored["best_score"], stored["best_achieved_at"]
+        )
+    return SubmissionResult(score, best, stored["rank"], replayed=False, completed_assignments=completed)

@@ -17,11 +17,14 @@ from mlc_graph.tiers import student_limit
 
 CHUNK_SIZE = 500
 
+# NO KEY UPDATE, the weakest row lock that still conflicts with itself: two imports of one organization
+# queue here, while other writes' foreign-key checks on this row (a new assignment or teacher of the same
+# organization takes KEY SHARE on it) do not wait for an import to finish, as they would behind FOR UPDATE.
 LOCK_TEACHER_ORGANIZATION = """
 SELECT o.id, o.tier, o.seat_count
 FROM teachers t JOIN organizations o ON o.id = t.org_id
 WHERE t.id = $1
-FOR UPDATE OF o
+FOR NO KEY UPDATE OF o
 """
 # A separate statement from the lock on purpose: under READ COMMITTED each statement takes a new
 # snapshot, so counting after the lock is granted sees the students a concurrent import just committed.

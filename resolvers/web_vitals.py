@@ -81,7 +81,8 @@ def _sample(metric: WebVitalInput) -> dict[str, Any]:
 
 
 async def resolve_report_web_vitals(info: Info, input: ReportWebVitalsInput) -> ReportWebVitalsPayload:
-    """Open to anonymous callers, like the beacon endpoint: these samples change no user data."""
+    """Needs no role (samples change no user data); over HTTP the pipeline admits only signed-in callers,
+    anonymous pages use the beacon endpoint."""
     try:
         metrics = metrics_from([_sample(m) for m in input.metrics], input.page or "/", input.release or "")
     except InvalidMetric as exc:

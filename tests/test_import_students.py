@@ -9,10 +9,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from loaders.student_imports import CHUNK_SIZE
+from loaders.student_imports import CHUNK_SIZE, LOCK_TEACHER_ORGANIZATION
 from mlc_graph.cli import main
 from mlc_graph.csv_import import HeaderError, parse_roster
-from tests.factories import make_org, make_students, make_teacher
+from tests.factories import make_catalogue, make_org, make_students, make_teacher
 from tests.graphql_client import gid, principal, run
 
 IMPORT = """
@@ -272,3 +272,26 @@ def test_roster_refuses_repeated_columns_and_oversized_files() -> None:
         parse_roster("first_name,last_name,username,username\n")
     parsed = parse_roster(roster(5), max_rows=3)
     assert parsed.errors[-1].message == "the file has more than 3 rows"
+
+
+async def test_an_import_in_progress_does_not_hold_up_other_writes_of_its_organization(
+    clean_db: asyncpg.Pool,
+) -> None:
+    org, teacher = await _school(clean_db)
+    students = await make_students(clean_db, org, teacher, 2)
+    _, _, (game,) = await make_catalogue(clean_db, games=1)
+    assign = """mutation($input: AssignGameInput!) { assignGame(input: $input) { assignments { id } } }"""
+    variables = {
+        "input": {
+            "gameId": gid("Game", game),
+            "studentIds": [gid("Student", s) for s in students],
+            "dueDate": "2027-01-01",
+        }
+    }
+    async with clean_db.acquire() as conn, conn.transaction():
+        assert await conn.fetchrow(LOCK_TEACHER_ORGANIZATION, teacher) is not None  # an import holds the lock
+        # The assignments' foreign key to the organization only needs KEY SHARE, which the lock allows.
+        result, _ = await asyncio.wait_for(
+            run(clean_db, assign, variables, principal("teacher", teacher, org)), 10
+        )
+    assert result.errors is None, result.errors

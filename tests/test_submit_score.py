@@ -80,7 +80,7 @@ async def count_scores(pool: asyncpg.Pool) -> int:
     return n
 
 
-async def test_first_submission_records_score_best_and_rank_in_five_statements(
+async def test_first_submission_records_score_best_and_rank_in_four_statements(
     clean_db: asyncpg.Pool,
 ) -> None:
     org, teacher, students, games = await _class(clean_db)
@@ -98,12 +98,14 @@ async def test_first_submission_records_score_best_and_rank_in_five_statements(
     assert payload["score"]["game"]["id"] == gid("Game", games[0])
     assert payload["bestScore"]["score"] == 700
     assert payload["rank"] == 1
-    # target, claim, score+best+assignments, rank, stored result (the payload's game is one more read).
+    # target, claim, score+best+assignments, rank+stored result (the payload's game is one more read).
     writes = [t for t in stats.texts if "games WHERE id = ANY" not in t]
-    assert len(writes) == 5, stats.texts
+    assert len(writes) == 4, stats.texts
     assert await count_scores(clean_db) == 1
     best = await clean_db.fetchrow("SELECT score, org_id, teacher_id FROM best_scores")
     assert best is not None and tuple(best) == (700, org, teacher)
+    active = await clean_db.fetchval("SELECT last_active_at FROM students WHERE id = $1", students[0])
+    assert active is not None and active.isoformat() == payload["score"]["createdAt"]
     assert len(seen) == 1
     assert (seen[0].student_id, seen[0].score, seen[0].best, seen[0].teacher_id) == (
         students[0],
