@@ -92,6 +92,13 @@ def cmd_loadtest(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
+def cmd_tiers(args: argparse.Namespace, settings: Settings) -> int:
+    from mlc_graph.tiers import TierTable, markdown_table
+
+    print(markdown_table(TierTable.from_overrides(settings.tier_overrides)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlc-graph", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--workers", type=int, default=1, help="server processes when spawning (default 1)")
     load.add_argument("--out", default="bench/out/loadtest", help="directory for report.html and summary.md")
     load.set_defaults(func=cmd_loadtest)
+
+    sub.add_parser("tiers", help="print the tier quotas in effect (MLC_TIER_OVERRIDES applied)").set_defaults(
+        func=cmd_tiers
+    )
 
     sub.add_parser("export-schema", help="print the schema SDL (schema.graphql)").set_defaults(
         func=cmd_export_schema

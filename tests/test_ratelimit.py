@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from mlc_graph import subscriptions
 from mlc_graph.app import create_app
 from mlc_graph.auth import Role, issue_token
+from mlc_graph.cli import main as cli_main
 from mlc_graph.config import DEV_JWT_SECRET, ConfigError
 from mlc_graph.ratelimit import RateLimiter, identity_for
 from mlc_graph.redis_client import RedisState, fallback_count
@@ -220,3 +221,11 @@ async def test_http_session_cap_and_end_session(
 def test_the_documented_tier_table_is_the_code() -> None:
     docs = (Path(__file__).resolve().parent.parent / "docs" / "REALTIME.md").read_text(encoding="utf-8")
     assert markdown_table(TierTable.from_overrides("")) in docs
+
+
+def test_support_can_print_the_tiers_in_effect(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLC_TIER_OVERRIDES", '{"SOLO": {"sessions": 12}}')
+    assert cli_main(["tiers"]) == 0
+    assert "| SOLO | 19 | 1,000 | 100,000 | 12 |" in capsys.readouterr().out
