@@ -159,8 +159,9 @@ class LiveLeaderboards:
         try:
             changed = await self.redis.run("leaderboard_write", lambda r: self._write(r, boards, args))
         except RedisUnavailable:
-            self._remember_stale(boards)
-            changed = boards
+            if self.redis.configured:  # an outage: these boards missed a write
+                self._remember_stale(boards)
+            changed = boards  # subscribers in this process re-read (from PostgreSQL)
         if changed:
             for listener in self._listeners:
                 await listener(changed)
