@@ -13,7 +13,8 @@ from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
 from typing import Any
 
 from loaders.base import Loader
-from resolvers import assignments, games, scores
+from resolvers import assignments, games, leaderboards, scores
+from resolvers.access import see_student
 
 BatchResolver = Callable[[Sequence[Any], Any, Mapping[str, Any]], Coroutine[Any, Any, list[Any]]]
 
@@ -38,10 +39,20 @@ async def level_of_each(roots: Sequence[Any], info: Any, args: Mapping[str, Any]
     return await load_each(info.context.loaders.levels_by_id, [root.level_id for root in roots])
 
 
+async def visible_student_of_each(roots: Sequence[Any], info: Any, args: Mapping[str, Any]) -> list[Any]:
+    """LeaderboardEntry.student: the student when the viewer may see them, else null (no read)."""
+    viewer = info.context.viewer
+    visible = [viewer.can_see_student(root.student_id, root.org_id) for root in roots]
+    keys = [root.student_id for root, seen in zip(roots, visible, strict=True) if seen]
+    rows = iter(await load_each(info.context.loaders.students_by_id, keys))
+    return [see_student(viewer, next(rows)) if seen else None for seen in visible]
+
+
 # resolver function -> its batch form
 BATCH_RESOLVERS: dict[object, BatchResolver] = {
     assignments.resolve_game: game_of_each,
     scores.resolve_game: game_of_each,
     games.resolve_category: category_of_each,
     games.resolve_level: level_of_each,
+    leaderboards.resolve_entry_student: visible_student_of_each,
 }

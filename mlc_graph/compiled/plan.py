@@ -10,7 +10,7 @@ values of the variables that @skip/@include read). Anything the compiler does no
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,6 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
-from mlc_graph.compiled.batch import BATCH_RESOLVERS, BatchResolver
 from mlc_graph.compiled.leaves import leaf_serializer
 
 # Field kinds: how a value is obtained from its parent.
@@ -99,7 +98,7 @@ class FieldPlan:
     args: Mapping[str, Any] = field(default_factory=dict)
     arg_slot: int = -1
     # The batch form of the resolver (mlc_graph.compiled.batch): one call for every parent of a pass.
-    batch: BatchResolver | None = None
+    batch: Callable[[Sequence[Any], Any, Mapping[str, Any]], Coroutine[Any, Any, list[Any]]] | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -194,6 +193,11 @@ class Compiler:
             return converted
 
         self.convert = convert
+        # Imported here, not at module level: the batch forms import resolvers, and resolvers reach the
+        # pipeline (live boards -> realtime), which imports this package.
+        from mlc_graph.compiled.batch import BATCH_RESOLVERS
+
+        self.batch_resolvers = BATCH_RESOLVERS
 
     def compile(self) -> Plan:
         if self.operation.operation is not OperationType.QUERY:
@@ -320,7 +324,7 @@ class Compiler:
         kind = ASYNC if strawberry_field.is_async else SYNC
         plan = FieldPlan(key, kind, complete, invoke=_invoker(resolver))
         if kind == ASYNC and parent is not self.schema.query_type:
-            plan.batch = BATCH_RESOLVERS.get(resolver.wrapped_func)
+            plan.batch = self.batch_resolvers.get(resolver.wrapped_func)
         if field_def.args or nodes[0].arguments:
             if _reads_variables(nodes[0]):
                 plan.arg_slot = len(self.argument_slots)
