@@ -1,10 +1,9 @@
-"""The real-time services of one process, and the request stage that applies tier quotas.
+"""The real-time services of one process (quotas, sessions, live boards, fan-out).
 
 `Realtime` bundles what issue 5 adds (Redis state, rate limiter, session tracker, live boards, board
-fan-out); the app factory creates one and hands it to every Context as `services["realtime"]`.
-`quota_stage` runs before execution, once the document is valid and the caller authenticated: it admits
-the session, counts the request with its cost points and puts the RateLimit-* headers on the response,
-whatever the outcome. Requests refused earlier (parse, validation, authentication) are not counted.
+fan-out); the app factory creates one and hands it to every Context as `services["realtime"]`. The
+request stage that applies the quotas is `mlc_graph.subscriptions.quota_stage` (this module must not
+import the pipeline: resolvers import it, and the pipeline imports resolvers).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from graphql import GraphQLError
 
 from loaders.organizations import fetch_organizations_by_ids
 from mlc_graph.auth import Principal
@@ -22,7 +20,6 @@ from mlc_graph.config import Settings
 from mlc_graph.context import Context
 from mlc_graph.db import Executor, QueryStats
 from mlc_graph.live_leaderboards import LiveLeaderboards
-from mlc_graph.pipeline import PreparedRequest, RequestRefused
 from mlc_graph.pubsub import BoardUpdates
 from mlc_graph.ratelimit import WINDOW_FUNCTION, RateLimiter, RateLimitResult, identity_for
 from mlc_graph.redis_client import RedisState, RedisUnavailable
@@ -141,27 +138,3 @@ class Realtime:
 def realtime_of(context: Context) -> Realtime | None:
     service = context.services.get(SERVICE)
     return service if isinstance(service, Realtime) else None
-
-
-def refusal(error: GraphQLError, status: int, headers: dict[str, str] | None = None) -> RequestRefused:
-    return RequestRefused(error, status=status, legacy_status=status, headers=headers)
-
-
-async def quota_stage(req: PreparedRequest) -> None:
-    """Pipeline stage (before_execute): session cap, then requests and cost points per hour."""
-    principal = req.context.principal
-    realtime = realtime_of(req.context)
-    if principal is None or realtime is None:
-        return  # anonymous callers are refused (or served introspection) by the pipeline itself
-    tier = await realtime.tier_of(principal.org_id)
-    cost = 1
-    if realtime.cost_of is not None:
-        cost = max(1, int(realtime.cost_of(req)))
-    session, result = await realtime.admit(principal, tier, cost)
-    if result is None:
-        error = session.error()
-        raise refusal(error, getattr(error, "http_status", 429))
-    req.context.rate_limit = result
-    req.context.response_headers.update(result.headers())
-    if not result.allowed:
-        raise refusal(result.error(), 429, result.headers())

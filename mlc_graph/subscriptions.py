@@ -35,8 +35,8 @@ from mlc_graph.cost import CostAnalyzer
 from mlc_graph.cost.stage import COST, requested_cost
 from mlc_graph.db import Executor, QueryStats
 from mlc_graph.keys import EVENTS, PIPELINE, POOL, SERVICES, SETTINGS
-from mlc_graph.pipeline import PreparedRequest, _client_error
-from mlc_graph.realtime import SERVICE, Realtime, quota_stage
+from mlc_graph.pipeline import PreparedRequest, RequestRefused, _client_error
+from mlc_graph.realtime import SERVICE, Realtime, realtime_of
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +279,34 @@ class Connection:
     async def _error(self, op_id: str, message: str, code: str) -> None:
         error = GraphQLError(message, extensions={"code": code})
         await self.send({"id": op_id, "type": "error", "payload": [error.formatted]})
+
+
+def refusal(error: GraphQLError, status: int, headers: dict[str, str] | None = None) -> RequestRefused:
+    return RequestRefused(error, status=status, legacy_status=status, headers=headers)
+
+
+async def quota_stage(req: PreparedRequest) -> None:
+    """Pipeline stage (before_execute): session cap, then requests and cost points per hour.
+
+    It runs once the document is valid and the caller authenticated, and puts the RateLimit-* headers on
+    the response whatever the outcome; requests refused earlier (parse, validation) are not counted.
+    """
+    principal = req.context.principal
+    realtime = realtime_of(req.context)
+    if principal is None or realtime is None:
+        return  # anonymous callers are refused (or served introspection) by the pipeline itself
+    tier = await realtime.tier_of(principal.org_id)
+    cost = 1
+    if realtime.cost_of is not None:
+        cost = max(1, int(realtime.cost_of(req)))
+    session, result = await realtime.admit(principal, tier, cost)
+    if result is None:
+        error = session.error()
+        raise refusal(error, getattr(error, "http_status", 429))
+    req.context.rate_limit = result
+    req.context.response_headers.update(result.headers())
+    if not result.allowed:
+        raise refusal(result.error(), 429, result.headers())
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
