@@ -11,6 +11,7 @@ Exceptions:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -120,8 +121,14 @@ class RedisState:
                 await self._mark_up()
             return await call(client)
         except (RedisError, OSError) as exc:
+            was_up = not self._down
             self.mark_down(exc)
             REDIS_FALLBACKS.labels(operation).inc()
+            if was_up:
+                # After a Redis restart every pooled connection is dead: drop them all at once, so
+                # recovery does not cost one failed request (and one more outage) per connection.
+                with contextlib.suppress(RedisError, OSError):
+                    await client.connection_pool.disconnect()
             raise RedisUnavailable(operation) from exc
 
     def mark_down(self, exc: BaseException) -> None:
