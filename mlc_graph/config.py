@@ -111,6 +111,7 @@ class Settings:
     request_log: bool = True
     log_level: str = "INFO"
     compression: bool = True
+    tracing: bool = False
     # GraphQL execution (issue 7): the compiled executor, or graphql-core for every operation.
     executor: str = "compiled"
 
@@ -177,5 +178,6 @@ class Settings:
             request_log=_bool(env, "MLC_REQUEST_LOG", True),
             log_level=(env.get("MLC_LOG_LEVEL") or "INFO").upper(),
             compression=_bool(env, "MLC_COMPRESSION", True),
+            tracing=_bool(env, "MLC_TRACING", False),
             executor=_choice(env, "MLC_EXECUTOR", ("compiled", "graphql-core"), "compiled"),
         )

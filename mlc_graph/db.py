@@ -64,6 +64,8 @@ class DbOptions:
     # Called with the operation name for each slow statement (the metrics counter).
     on_slow: Callable[[str | None], None] | None = None
     pool_name: str = "primary"
+    # Called with every statement and its duration (tracing's SQL spans); None when tracing is off.
+    on_statement: Callable[[str, float], None] | None = None
 
 
 DEFAULT_OPTIONS = DbOptions()
@@ -175,6 +177,8 @@ class Executor:
 
     def _finish(self, sql: str, args: Sequence[Any], elapsed: float) -> None:
         self.stats.record(sql, elapsed)
+        if self._options.on_statement is not None:
+            self._options.on_statement(sql, elapsed)
         if elapsed >= self._options.slow_seconds:
             log_slow_query(sql, len(args), elapsed, self.operation, self.request_id)
             if self._options.on_slow is not None:

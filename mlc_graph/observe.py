@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import replace
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -36,6 +37,9 @@ from mlc_graph.replicas import LocalMarks, RedisMarks, Replica, ReplicaRouter, W
 log = logging.getLogger(__name__)
 
 METRICS = web.AppKey("metrics", Metrics)
+# Set (before this feature installs) to trace with a given tracer, e.g. an in-memory one in tests;
+# otherwise MLC_TRACING=1 makes one that exports over OTLP (mlc_graph.tracing).
+TRACER: web.AppKey[Any] = web.AppKey("tracer")
 DB_OPTIONS = web.AppKey("db_options", DbOptions)
 ROUTER = web.AppKey("replica_router", ReplicaRouter)
 
@@ -122,6 +126,7 @@ def _middleware(app: web.Application, metrics: Metrics) -> Middleware:
     settings = app[SETTINGS]
     request_log = settings.request_log
     compression = settings.compression
+    tracer = app.get(TRACER)
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -132,6 +137,9 @@ def _middleware(app: web.Application, metrics: Metrics) -> Middleware:
         gauge = metrics.websocket_connections if websocket else metrics.inflight
         gauge.inc()
         response: web.StreamResponse | None = None
+        span = trace_token = None
+        if tracer is not None:
+            span, trace_token = _start_request_span(tracer, request, record)
         try:
             response = await handler(request)
             record.status = response.status
@@ -141,6 +149,8 @@ def _middleware(app: web.Application, metrics: Metrics) -> Middleware:
         finally:
             gauge.dec()
             _current.reset(token)
+            if span is not None:
+                _end_request_span(span, trace_token, record)
             seconds = time.perf_counter() - started
             record.duration_ms = seconds * 1000
             metrics.count_response(record.status)
@@ -153,6 +163,37 @@ def _middleware(app: web.Application, metrics: Metrics) -> Middleware:
         return response
 
     return observe
+
+
+def _start_request_span(tracer: Any, request: web.Request, record: AccessRecord) -> tuple[Any, Any]:
+    from opentelemetry import context, trace
+    from opentelemetry.trace import SpanKind
+
+    span = tracer.start_span(
+        f"{request.method} {request.path}",
+        kind=SpanKind.SERVER,
+        attributes={
+            "http.request.method": request.method,
+            "url.path": request.path,
+            "mlc.request_id": record.request_id,
+        },
+    )
+    return span, context.attach(trace.set_span_in_context(span))
+
+
+def _end_request_span(span: Any, token: Any, record: AccessRecord) -> None:
+    from opentelemetry import context
+    from opentelemetry.trace import Status, StatusCode
+
+    if record.operation_type is not None:
+        span.update_name(f"{record.operation_type} {record.operation or 'anonymous'}")
+        span.set_attribute("graphql.operation.type", record.operation_type)
+        span.set_attribute("graphql.operation.name", record.operation or "")
+    span.set_attribute("http.response.status_code", record.status)
+    if record.status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+    span.end()
+    context.detach(token)
 
 
 def _observe_graphql(
@@ -289,12 +330,22 @@ def install(app: web.Application) -> None:
     settings = app[SETTINGS]
     metrics = Metrics()
     app[METRICS] = metrics
+    on_statement = None
+    if TRACER not in app and settings.tracing:
+        from mlc_graph.tracing import create_tracer
+
+        app[TRACER] = create_tracer()
+    if TRACER in app:
+        from mlc_graph.tracing import sql_span_recorder
+
+        on_statement = sql_span_recorder(app[TRACER])
     options = DbOptions(
         acquire_timeout=settings.pool.acquire_timeout,
         report_timeout_ms=settings.pool.report_statement_timeout_ms,
         slow_seconds=settings.slow_query_ms / 1000,
         comment_mode=settings.sql_comment,
         on_slow=lambda operation: metrics.slow_queries.labels(metrics.operation_label(operation)).inc(),
+        on_statement=on_statement,
     )
     app[DB_OPTIONS] = options
     for collector in redis_client.collectors():
