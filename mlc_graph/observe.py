@@ -146,6 +146,9 @@ def _middleware(app: web.Application, metrics: Metrics) -> Middleware:
         except web.HTTPException as exc:
             record.status = exc.status
             raise
+        except Exception:
+            record.status = 500  # what the request-id middleware outside turns it into
+            raise
         finally:
             gauge.dec()
             _current.reset(token)
