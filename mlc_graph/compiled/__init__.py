@@ -39,6 +39,7 @@ from graphql import (
 from graphql.execution.values import VariableValues, get_variable_values
 
 from loaders import Loaders
+from mlc_graph.compiled.codegen import generate_all
 from mlc_graph.compiled.plan import Compiler, Plan, Unsupported, skip_variables
 from mlc_graph.compiled.runtime import Bail, Runner
 from mlc_graph.context import Context
@@ -123,6 +124,7 @@ class CompiledExecutor:
             plan = Compiler(
                 self.schema, self.strawberry_schema, operation, entry.fragments, skip_values
             ).compile()
+            generate_all(plan.root)
             self.stats.plans += 1
         except Unsupported as reason:
             log.debug("document left to graphql-core: %s", reason)

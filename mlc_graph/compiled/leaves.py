@@ -28,6 +28,19 @@ _MIN_INT = -(2**31)
 _MAX_INT = 2**31 - 1
 
 
+def passthrough(type_: GraphQLLeafType) -> str:
+    """The Python type whose exact instances a builtin scalar returns unchanged ("" for other leaves)."""
+    if type_ is GraphQLString or type_ is GraphQLID:
+        return "str"
+    if type_ is GraphQLInt:
+        return "int"
+    if type_ is GraphQLBoolean:
+        return "bool"
+    if type_ is GraphQLFloat:
+        return "float"
+    return ""
+
+
 def leaf_serializer(type_: GraphQLLeafType) -> Callable[[Any], Any]:
     complete = Executor.complete_leaf_value
 

@@ -44,7 +44,7 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
-from mlc_graph.compiled.leaves import leaf_serializer
+from mlc_graph.compiled.leaves import leaf_serializer, passthrough
 
 # Field kinds: how a value is obtained from its parent.
 ATTR = 0  # a plain attribute of the parent row
@@ -76,6 +76,8 @@ class Completer:
     kind: int
     nonnull: bool
     serialize: Callable[[Any], Any] | None = None
+    # The builtin scalar a leaf is ("str", "int", "bool", "float") when its values pass through as is.
+    passthrough: str = ""
     item: Completer | None = None
     plan: SelectionPlan | None = None
     # Abstract types: a plan per possible runtime type, and what resolve_type needs.
@@ -94,6 +96,8 @@ class FieldPlan:
     attr: str = ""
     typename: str = ""
     invoke: Invoke | None = None
+    func: Callable[..., Any] | None = None
+    convention: str = ""
     # Converted keyword arguments: constant when they read no variable, else per request (arg_slot).
     args: Mapping[str, Any] = field(default_factory=dict)
     arg_slot: int = -1
@@ -112,6 +116,8 @@ class SelectionPlan:
     # Completed objects are shared between positions holding the same row (a game under 500 assignments)
     # only when something below does real work; cheap leaf-only objects are rebuilt.
     memoize: bool = False
+    # The generated completion function (mlc_graph.compiled.codegen): (runner, source) -> dict.
+    build: Callable[[Any, Any], dict[str, Any]] | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -322,7 +328,8 @@ class Compiler:
         if resolver is None:
             return FieldPlan(key, ATTR, complete, attr=strawberry_field.python_name)
         kind = ASYNC if strawberry_field.is_async else SYNC
-        plan = FieldPlan(key, kind, complete, invoke=_invoker(resolver))
+        invoke, func, convention = _invoker(resolver)
+        plan = FieldPlan(key, kind, complete, invoke=invoke, func=func, convention=convention)
         if kind == ASYNC and parent is not self.schema.query_type:
             plan.batch = self.batch_resolvers.get(resolver.wrapped_func)
         if field_def.args or nodes[0].arguments:
@@ -345,7 +352,7 @@ class Compiler:
         if isinstance(inner, GraphQLList):
             return Completer(LIST, nonnull, item=self.completer(inner.of_type, parent, name, nodes))
         if is_leaf_type(inner):
-            return Completer(LEAF, nonnull, serialize=leaf_serializer(inner))
+            return Completer(LEAF, nonnull, serialize=leaf_serializer(inner), passthrough=passthrough(inner))
         selection_sets = [node.selection_set for node in nodes if node.selection_set is not None]
         if is_object_type(inner):
             return Completer(OBJECT, nonnull, plan=self.selection_plan(inner, selection_sets))
@@ -378,8 +385,12 @@ def _reads_variables(node: Node) -> bool:
     return False
 
 
-def _invoker(resolver: Any) -> Invoke:
-    """Call the resolver function directly, the way Strawberry's wrapper would, minus the wrapper."""
+def _invoker(resolver: Any) -> tuple[Invoke, Callable[..., Any], str]:
+    """Call the resolver function directly, the way Strawberry's wrapper would, minus the wrapper.
+
+    Returns the call as a function, the resolver function, and the calling convention ("", "source",
+    "info" or "source, info": the positional parameters before the GraphQL arguments).
+    """
     func = resolver.wrapped_func
     if isinstance(func, (classmethod, staticmethod)):
         raise Unsupported("class/static method resolvers")
@@ -398,11 +409,11 @@ def _invoker(resolver: Any) -> Invoke:
     roles = tuple(reserved[name] for name in leading)
     source_roles = ("self_parameter", "root_parameter", "parent_parameter")
     if roles == ():
-        return lambda source, info, args: func(**args)
+        return (lambda source, info, args: func(**args)), func, ""
     if len(roles) == 1 and roles[0] in source_roles:
-        return lambda source, info, args: func(source, **args)
+        return (lambda source, info, args: func(source, **args)), func, "source"
     if roles == ("info_parameter",):
-        return lambda source, info, args: func(info, **args)
+        return (lambda source, info, args: func(info, **args)), func, "info"
     if len(roles) == 2 and roles[0] in source_roles and roles[1] == "info_parameter":
-        return lambda source, info, args: func(source, info, **args)
+        return (lambda source, info, args: func(source, info, **args)), func, "source, info"
     raise Unsupported(f"resolver parameters {roles}")

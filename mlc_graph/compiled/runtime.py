@@ -28,12 +28,9 @@ from graphql.pyutils import is_awaitable
 
 from mlc_graph.compiled.plan import (
     ABSTRACT,
-    ASYNC,
-    ATTR,
     LEAF,
     LIST,
     OBJECT,
-    TYPENAME,
     Completer,
     FieldPlan,
     Plan,
@@ -128,55 +125,11 @@ class Runner:
     # -- completion ------------------------------------------------------------------------------
 
     def complete_object(self, plan: SelectionPlan, source: Any) -> dict[str, Any]:
-        memo = None
-        if plan.memoize:
-            memo = self.memos[plan.index]
-            hit = memo.get(id(source))
-            if hit is not None:
-                return hit[1]
-        info = self.info
-        if plan.is_type_of is not None and not plan.is_type_of(source, info):
-            raise Bail
-        out: dict[str, Any] = {}
-        if memo is not None:
-            memo[id(source)] = (source, out)  # holding the source keeps its id from being reused
-        args_by_slot = self.args
-        for field in plan.fields:
-            kind = field.kind
-            if kind == ATTR:
-                value = getattr(source, field.attr)
-            elif kind == TYPENAME:
-                out[field.key] = field.typename
-                continue
-            elif field.batch is not None:
-                out[field.key] = None  # filled when the batch of this pass returns
-                pending = self.batched.get(field)
-                if pending is None:
-                    self.batched[field] = ([source], [(out, field.key)])
-                else:
-                    pending[0].append(source)
-                    pending[1].append((out, field.key))
-                continue
-            else:
-                args = field.args if field.arg_slot < 0 else args_by_slot[field.arg_slot]
-                value = field.invoke(source, info, args)  # type: ignore[misc]
-                if kind == ASYNC:
-                    out[field.key] = None  # holds the key's place: dicts keep insertion order
-                    if plan.index == 0:
-                        self.start_task(value, field.complete, out, field.key)
-                    else:
-                        self.step((value, field.complete, out, field.key))
-                    continue
-            complete = field.complete
-            if value is None:
-                if complete.nonnull:
-                    raise Bail
-                out[field.key] = None
-            elif complete.kind == LEAF:
-                out[field.key] = complete.serialize(value)  # type: ignore[misc]
-            else:
-                out[field.key] = self.complete(complete, value)
-        return out
+        # The plan's generated builder (mlc_graph.compiled.codegen) completes the object's fields.
+        return plan.build(self, source)  # type: ignore[misc]
+
+    def step_new(self, coro: Coroutine[Any, Any, Any], complete: Completer, out: Any, key: Any) -> None:
+        self.step((coro, complete, out, key))
 
     def complete(self, complete: Completer, value: Any) -> Any:
         if value is None:
