@@ -14,7 +14,9 @@ from mlc_graph.config import Settings
 from mlc_graph.context import make_context
 from mlc_graph.db import Executor, QueryStats
 from mlc_graph.events import EventBus, ScoreCommitted
+from mlc_graph.keys import EVENTS
 from resolvers.schema import schema
+from tests.conftest_http import app_client, bearer, http_settings
 from tests.factories import (
     make_assignments,
     make_catalogue,
@@ -278,3 +280,48 @@ async def test_refusals_carry_codes_and_write_nothing(
     assert result.errors is not None and result.errors[0].extensions is not None
     assert result.errors[0].extensions["code"] == code
     assert await count_scores(clean_db) == 0
+
+
+async def test_each_mutation_reads_its_own_writes_past_the_request_caches(clean_db: asyncpg.Pool) -> None:
+    org, _, students, games = await _class(clean_db)
+    query = """mutation($a: SubmitScoreInput!, $b: SubmitScoreInput!, $g: ID!) {
+        first: submitScore(input: $a) { student { bestScore(gameId: $g) { score } } }
+        second: submitScore(input: $b) { student { bestScore(gameId: $g) { score } } }
+    }"""
+    variables = {
+        "a": submission(games[0], 300, "one")["input"],
+        "b": submission(games[0], 500, "two")["input"],
+        "g": gid("Game", games[0]),
+    }
+    result, _ = await run(clean_db, query, variables, principal("student", students[0], org))
+    assert result.errors is None, result.errors
+    # The first field cached the student's best score; the second mutation cleared it and reads 500.
+    assert result.data == {
+        "first": {"student": {"bestScore": {"score": 300}}},
+        "second": {"student": {"bestScore": {"score": 500}}},
+    }
+
+
+async def test_submit_score_over_http_publishes_on_the_apps_event_bus(
+    clean_db: asyncpg.Pool, database_url: str
+) -> None:
+    org, _, students, games = await _class(clean_db)
+    seen: list[ScoreCommitted] = []
+
+    async def listen(event: ScoreCommitted) -> None:
+        seen.append(event)
+
+    body = {"query": SUBMIT, "variables": submission(games[0], 640, "http-key")}
+    async with app_client(http_settings(database_url)) as client:
+        assert client.app is not None
+        client.app[EVENTS].on_score(listen)
+        for _ in range(2):  # a retry over HTTP returns the same payload and publishes nothing
+            response = await client.post("/graphql", json=body, headers=bearer("student", students[0], org))
+            assert response.status == 200
+            payload = await response.json()
+            assert "errors" not in payload, payload
+            assert payload["data"]["submitScore"]["bestScore"] == {
+                "score": 640,
+                "achievedAt": payload["data"]["submitScore"]["score"]["createdAt"],
+            }
+    assert [(e.student_id, e.score, e.best) for e in seen] == [(students[0], 640, 640)]
