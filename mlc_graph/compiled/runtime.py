@@ -90,6 +90,7 @@ class Runner:
         "memos",
         "orphans",
         "plan",
+        "roots",
         "variables",
         "waiting",
     )
@@ -102,6 +103,7 @@ class Runner:
         self.memos: list[dict[int, tuple[Any, dict[str, Any]]]] = [{} for _ in range(plan.plan_count)]
         self.waiting: dict[Any, list[Entry]] = {}
         self.orphans: list[tuple[Entry, Any]] = []
+        self.roots: list[Entry] = []
         self.failure: BaseException | None = None
         self._flush_scheduled = False
         self._wake: asyncio.Future[None] | None = None
@@ -118,6 +120,12 @@ class Runner:
     async def run(self) -> dict[str, Any]:
         self.prepare_arguments()
         data = self.complete_object(self.plan.root, None)
+        if len(self.roots) == 1:
+            # One root field (most operations): the request's own task awaits it, no Task of its own.
+            coro, complete, out, key = self.roots.pop()
+            self.deliver((None, complete, out, key), await coro)  # type: ignore[misc]
+        else:
+            self._start_root_tasks()
         self.flush()
         await self.drain()
         return data
@@ -242,8 +250,16 @@ class Runner:
                 self.step((field.batch(sources, self.info, args), field.complete, targets, _BATCH))
 
     def start_task(self, coro: Coroutine[Any, Any, Any], complete: Completer, out: Any, key: Any) -> None:
-        """Root fields run in Tasks of their own, as under graphql-core: they may talk to the database
-        directly, and asyncpg's acquire timeout (asyncio.timeout) needs a current task."""
+        """Root fields run in a task, as under graphql-core: they may talk to the database directly, and
+        asyncpg's acquire timeout (asyncio.timeout) needs a current task. run() starts them."""
+        self.roots.append((coro, complete, out, key))
+
+    def _start_root_tasks(self) -> None:
+        for coro, complete, out, key in self.roots:
+            self._root_task(coro, complete, out, key)  # type: ignore[arg-type]
+        self.roots.clear()
+
+    def _root_task(self, coro: Coroutine[Any, Any, Any], complete: Completer, out: Any, key: Any) -> None:
         task = self._loop.create_task(coro)
         task.add_done_callback(_retrieve)
         self.waiting[task] = [(None, complete, out, key)]
@@ -303,6 +319,9 @@ class Runner:
         if self.failure is None:
             self.failure = Bail()  # a flush still scheduled must not start anything more
         self.batched.clear()
+        for entry in self.roots:
+            entry[0].close()  # type: ignore[union-attr]  # root coroutines never started
+        self.roots.clear()
         tasks: list[asyncio.Task[Any]] = []
         parked = [(entry, fut) for fut, entries in self.waiting.items() for entry in entries]
         for fut in self.waiting:
