@@ -36,7 +36,9 @@ class ImportStudentsPayload:
     client_mutation_id: str | None
     created: int
     skipped: int = strawberry.field(description="Rows whose username already exists in the organization.")
-    errors: list[ImportRowError]
+    errors: list[ImportRowError] = strawberry.field(
+        description="Every problem of every row at once; when not empty, nothing was imported."
+    )
 
 
 def _row_error(error: RowError) -> ImportRowError:

@@ -38,9 +38,13 @@ class WebVitalInput:
     name: WebVitalName
     value: float = strawberry.field(description="Milliseconds, except CLS (unitless).")
     id: str = strawberry.field(description="The library's metric id: a re-sent sample replaces the earlier.")
-    rating: WebVitalRating | None = None
+    rating: WebVitalRating | None = strawberry.field(
+        default=None, description="Checked, then recomputed from the published thresholds."
+    )
     navigation_type: str | None = None
-    page: str | None = strawberry.field(default=None, description="The path; defaults to the input's page.")
+    page: str | None = strawberry.field(
+        default=None, description="The page's path; defaults to ReportWebVitalsInput.page."
+    )
     release: str | None = None
 
 
