@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -310,3 +311,43 @@ async def test_server_keeps_serving_through_a_redis_outage(
 
 def subscriptions_realtime(client: TestClient[Any, Any]) -> Any:
     return client.app[subscriptions.REALTIME]
+
+
+async def test_random_boards_with_many_ties_rank_like_postgresql(
+    clean_db: asyncpg.Pool, redis_state: RedisState
+) -> None:
+    """Seeded random boards where most lines tie on score and many on time: Redis order == SQL order."""
+    game, org_a, t_a1, _, b = await _school(clean_db)
+    org_b = await clean_db.fetchval("SELECT org_id FROM students WHERE id = $1", b[0])
+    students = await clean_db.fetch("SELECT id, org_id, teacher_id FROM students ORDER BY id")
+    boards = LiveLeaderboards(redis_state)
+    db = Executor(clean_db, QueryStats())
+    client = redis_state.client
+    assert client is not None
+    rng = random.Random(5)
+    for _ in range(30):
+        await clean_db.execute("DELETE FROM best_scores WHERE game_id = $1", game)
+        chosen = rng.sample(list(students), rng.randint(1, len(students)))
+        await clean_db.executemany(
+            "INSERT INTO best_scores (game_id, student_id, org_id, teacher_id, score, achieved_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                (
+                    game,
+                    s["id"],
+                    s["org_id"],
+                    s["teacher_id"],
+                    rng.choice([0, 5, 5, 7]),
+                    T0 + timedelta(microseconds=rng.choice([0, 0, 1, 999_999, 10**6])),
+                )
+                for s in chosen
+            ],
+        )
+        for board in (
+            BoardKey(game, "GLOBAL", None),
+            BoardKey(game, "ORGANIZATION", rng.choice([org_a, org_b])),
+            BoardKey(game, "CLASS", t_a1),
+        ):
+            await client.delete(*boards.keys(board))
+            live = await boards.read(db, board, 100)
+            assert _sql_order(live.entries) == _sql_order(await fetch_top(db, board, 100))
