@@ -8,9 +8,10 @@
 
 Close codes: 4400 malformed message, 4401 subscribe before ack, 4403 token refused or session limit,
 4406 subprotocol not offered, 4408 no connection_init in time, 4409 duplicate operation id, 4429 a
-second connection_init. Documents go through the HTTP pipeline's cache and validation (so the same
-limits and cost budget apply); every `subscribe` counts as one request (with its cost points) against
-the user's hourly quota, and at most `max_subscriptions_per_connection` operations run per socket.
+second connection_init, 4500 an unexpected server error. Documents go through the HTTP pipeline's
+cache and validation (so the same limits and cost budget apply); every `subscribe` counts as one
+request (with its cost points) against the user's hourly quota, and at most
+`max_subscriptions_per_connection` operations run per socket.
 
 `install(app)` is the app feature of issue 5: Redis, quotas, live boards, fan-out and this route.
 """
@@ -92,6 +93,10 @@ class Connection:
                 await self.handle(msg.data)
         except _Close as close:
             await self.ws.close(code=close.code, message=close.reason.encode()[:120])
+        except Exception:
+            # e.g. the database down while admitting: graphql-ws's 4500, never an unclosed socket.
+            log.exception("websocket connection failed", extra={"request_id": self.connection_id})
+            await self.ws.close(code=4500, message=b"Internal server error")
         finally:
             timeout.cancel()
             tasks = [*self.operations.values(), *([self._keepalive] if self._keepalive else [])]
