@@ -143,7 +143,10 @@ async def compare(
     compiled_stats = QueryStats(keep_texts=True)
     context = make_context(Settings(), Executor(pool, compiled_stats), viewer)
     before = executor.stats.compiled
-    compiled = await executor.execute(document, operation, context, variables, operation_name)
+    # Bounded: a compiled run that never finishes must fail the test, not hang the suite.
+    compiled = await asyncio.wait_for(
+        executor.execute(document, operation, context, variables, operation_name), 30
+    )
     return Comparison(
         dump(reference),
         dump(compiled),
@@ -273,6 +276,17 @@ def queries(w: World) -> list[tuple[str, dict[str, Any] | None]]:
             """query($t: ID!) { teacher(id: $t) { students(first: 3) { edges { node { id
             bestScore(gameId: "bad") { score } assignments(first: -1) { totalCount } } } } } }""",
             {"t": t},
+        ),
+        # A sync root field whose children fail while the single async root is still awaited.
+        (
+            """query($s: ID!) { viewer { teacher { students(first: -1) { totalCount } }
+            organization { name } } student(id: $s) { id } }""",
+            {"s": s0},
+        ),
+        (
+            """query($s: ID!) { viewer { organization { teachers(first: 500) { totalCount } }
+            teacher { displayName } } student(id: $s) { id teacher { organization { name } } } }""",
+            {"s": s0},
         ),
         # Introspection is left to graphql-core.
         ('{ __schema { queryType { name } } __type(name: "Game") { name } }', None),

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import strawberry
 from graphql import (
     BooleanValueNode,
     FieldNode,
@@ -42,6 +43,7 @@ from graphql import (
 from graphql.execution.values import VariableValues, get_argument_values
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
+from strawberry.types.base import StrawberryMaybe, StrawberryOptional
 from strawberry.types.field import StrawberryField
 
 from mlc_graph.compiled.leaves import leaf_serializer, passthrough
@@ -192,7 +194,15 @@ class Compiler:
         registry = converter.scalar_registry
         config = self.config
 
+        renames: dict[int, list[tuple[str, str]] | None] = {}
+
         def convert(strawberry_field: StrawberryField, raw: dict[str, Any]) -> dict[str, Any]:
+            pairs = renames.get(id(strawberry_field), _UNKNOWN)
+            if pairs is _UNKNOWN:
+                pairs = renames[id(strawberry_field)] = _scalar_renames(strawberry_field, config)
+            if pairs is not None:
+                # Builtin scalars convert to themselves: only the names change (camelCase -> python).
+                return {python: raw[name] for name, python in pairs if name in raw}
             converted: dict[str, Any] = convert_arguments(
                 raw, strawberry_field.arguments, scalar_registry=registry, config=config
             )
@@ -371,6 +381,26 @@ class Compiler:
                 parent_type=parent,
             )
         raise Unsupported(f"output type {inner}")
+
+
+_UNKNOWN: Any = object()
+_SCALARS = (str, int, float, bool, strawberry.ID)
+
+
+def _scalar_renames(strawberry_field: StrawberryField, config: Any) -> list[tuple[str, str]] | None:
+    """(GraphQL name, Python name) of each argument when all are builtin scalars (optional or not),
+    which Strawberry's convert_argument returns unchanged; None when any needs real conversion."""
+    pairs: list[tuple[str, str]] = []
+    for argument in strawberry_field.arguments:
+        type_ = argument.type
+        if isinstance(type_, StrawberryMaybe):
+            return None
+        if isinstance(type_, StrawberryOptional):
+            type_ = type_.of_type
+        if not any(type_ is scalar for scalar in _SCALARS) or argument.python_name is None:
+            return None
+        pairs.append((config.name_converter.from_argument(argument), argument.python_name))
+    return pairs
 
 
 def _reads_variables(node: Node) -> bool:

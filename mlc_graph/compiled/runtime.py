@@ -269,9 +269,11 @@ class Runner:
         # Resume right here, in the future's callback, as Task.__wakeup does: the coroutines then run in
         # the same pass of the event loop as they would under graphql-core, so DataLoader batches match.
         if self.failure is not None:
+            self._maybe_wake()
             return
         entries = self.waiting.pop(fut, None)
         if entries is None:
+            self._maybe_wake()
             return
         for position, entry in enumerate(entries):
             try:
@@ -308,7 +310,9 @@ class Runner:
 
     async def drain(self) -> None:
         """Wait until every parked coroutine has finished (or one failed)."""
-        if self.waiting or self._flush_scheduled:
+        # A failure may have come while nobody waited (children of a sync root field failing while the
+        # request's task awaited the single async root): then there is nothing to wait for.
+        if self.failure is None and (self.waiting or self._flush_scheduled):
             self._wake = self._loop.create_future()
             await self._wake
         if self.failure is not None:
