@@ -86,6 +86,14 @@ def _stop(instance: Instance) -> None:
     instance.log.close()
 
 
+def _problems(instance: Instance) -> list[str]:
+    """The server's warning and error log lines, for a failure message."""
+    instance.log.seek(0)
+    lines = instance.log.read().decode(errors="replace").splitlines()
+    instance.log.seek(0, os.SEEK_END)
+    return [line for line in lines if '"level":"warning"' in line or '"level":"error"' in line][-5:]
+
+
 @pytest.fixture(scope="module")
 def module_prefix() -> Iterator[str]:
     prefix = f"mlctest:{uuid.uuid4().hex[:10]}:"
@@ -157,10 +165,14 @@ async def test_the_501st_prelude_request_fails_wherever_it_lands(
     me = _token(Role.TEACHER, teacher, org)
     query = "{ viewer { role } }"
     statuses: list[int] = []
+    refused: list[Any] = []
     for start in range(0, 500, 25):  # bounded concurrency: 25 in flight, alternating instances
         batch = [_post(http, cluster[i % 2], me, query) for i in range(start, start + 25)]
-        statuses += [status for status, _, _ in await asyncio.gather(*batch)]
-    assert statuses.count(200) == 500
+        for status, body, _ in await asyncio.gather(*batch):
+            statuses.append(status)
+            if status != 200:
+                refused.append((status, body))
+    assert statuses.count(200) == 500, (refused[:3], [_problems(i) for i in cluster])
     for instance in cluster:
         status, body, _ = await _post(http, instance, me, query)
         assert status == 429
