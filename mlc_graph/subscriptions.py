@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import jwt
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.typedefs import Handler
@@ -55,14 +57,18 @@ class _Close(Exception):  # noqa: N818 - control flow: close the socket with thi
         self.reason = reason
 
 
-def _principal_from(payload: Any, secret: str) -> Principal:
+def _principal_from(payload: Any, secret: str) -> tuple[Principal, float]:
+    """The caller and when their token expires (epoch seconds): a socket must not outlive its token."""
     if not isinstance(payload, dict):
         raise AuthError("connection_init needs a payload with 'authorization' or 'token'")
     raw = payload.get("authorization") or payload.get("Authorization")
     token = bearer_token(raw) if isinstance(raw, str) else payload.get("token")
     if not isinstance(token, str) or not token:
         raise AuthError("connection_init needs a payload with 'authorization' or 'token'")
-    return decode_token(secret, token)
+    principal = decode_token(secret, token)  # verifies signature, algorithm and expiry
+    # `exp` is required by decode_token, so it is there and numeric.
+    expires: float = jwt.decode(token, options={"verify_signature": False})["exp"]
+    return principal, float(expires)
 
 
 class Connection:
@@ -79,6 +85,7 @@ class Connection:
         self.connection_id = uuid.uuid4().hex[:12]
         self._closing: asyncio.Future[bool] | None = None
         self._keepalive: asyncio.Task[None] | None = None
+        self._expiry: asyncio.TimerHandle | None = None
 
     async def send(self, message: dict[str, Any]) -> None:
         if not self.ws.closed:
@@ -99,6 +106,8 @@ class Connection:
             await self.ws.close(code=4500, message=b"Internal server error")
         finally:
             timeout.cancel()
+            if self._expiry is not None:
+                self._expiry.cancel()
             tasks = [*self.operations.values(), *([self._keepalive] if self._keepalive else [])]
             for task in tasks:
                 task.cancel()
@@ -114,6 +123,12 @@ class Connection:
             if not check.admitted:
                 await self.ws.close(code=4403, message=b"Forbidden: session ended or over the limit")
                 return
+
+    def _expired(self) -> None:
+        if not self.ws.closed:
+            self._closing = asyncio.ensure_future(
+                self.ws.close(code=4403, message=b"Forbidden: token expired")
+            )
 
     def _init_timeout(self) -> None:
         if self.principal is None and not self.ws.closed:
@@ -147,7 +162,7 @@ class Connection:
             raise _Close(4429, "Too many initialisation requests")
         self.init_received = True
         try:
-            principal = _principal_from(payload, self.settings.jwt_secret)
+            principal, expires = _principal_from(payload, self.settings.jwt_secret)
         except AuthError as exc:
             raise _Close(4403, f"Forbidden: {exc}") from exc
         tier = await self.realtime.tier_of(principal.org_id)
@@ -157,6 +172,7 @@ class Connection:
             raise _Close(4403, f"Forbidden: {reason}")
         self.principal = principal
         self._keepalive = asyncio.create_task(self._keep_session())
+        self._expiry = asyncio.get_running_loop().call_later(max(0.0, expires - time.time()), self._expired)
         await self.send({"type": "connection_ack"})
 
     async def _subscribe(self, message: dict[str, Any]) -> None:

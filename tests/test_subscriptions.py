@@ -400,3 +400,14 @@ async def test_without_redis_everything_runs_in_process(
         )
         assert (await response.json())["data"] == {"viewer": {"rateLimit": {"shared": False, "limit": 3000}}}
         await ws.close()
+
+
+async def test_a_socket_does_not_outlive_its_token(
+    server: TestClient[Any, Any], school: School, connect: Connect
+) -> None:
+    sock = await connect()
+    await sock.init(token("student", school.students_a[0], school.org_a, ttl=2))
+    variables = {"game": school.game_id, "scope": "CLASS"}
+    await sock.send({"type": "subscribe", "id": "1", "payload": {"query": BOARD, "variables": variables}})
+    assert (await sock.receive())["type"] == "next"
+    assert await sock.closed_with() == 4403
