@@ -412,3 +412,24 @@ async def test_concurrent_requests_share_plans_and_stay_separate(
     )
     assert all(c.reference == c.compiled for c in comparisons)
     assert len({c.compiled for c in comparisons}) == 2
+
+
+async def test_pipeline_setting_compiles_a_document_the_second_time_it_comes(
+    clean_db: asyncpg.Pool, world: World
+) -> None:
+    executor = CompiledExecutor.for_schema(schema._schema)
+    assert executor is not None and executor.compile_after == 2
+    viewer = principal("teacher", world.teacher, world.org)
+    document = parse("query($t: ID!) { teacher(id: $t) { id firstName } }")
+    operation = document.definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    answers = []
+    for _ in range(3):
+        context = make_context(Settings(), Executor(clean_db, QueryStats()), viewer)
+        result = await executor.execute(
+            document, operation, context, {"t": gid("Teacher", world.teacher)}, None
+        )
+        answers.append(dump(result))
+    assert len(set(answers)) == 1
+    # A one-off document never pays for compiling: graphql-core first, compiled from the second time on.
+    assert (executor.stats.fallbacks, executor.stats.compiled, executor.stats.plans) == (1, 2, 1)

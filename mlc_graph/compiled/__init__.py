@@ -55,6 +55,7 @@ class _DocumentPlans:
     document: DocumentNode  # held so that id(document) stays unique while the entry lives
     fragments: dict[str, FragmentDefinitionNode]
     skip_names: dict[int, tuple[str, ...]] = field(default_factory=dict)  # by id(operation)
+    sightings: int = 0
     plans: dict[tuple[Any, ...], Plan | None] = field(default_factory=dict)
 
 
@@ -73,7 +74,12 @@ class CompiledExecutor:
     """One per app (plans are cached here, bounded); safe to share between concurrent requests."""
 
     def __init__(
-        self, schema: GraphQLSchema, *, hide_suggestions: bool = False, cache_size: int = 1024
+        self,
+        schema: GraphQLSchema,
+        *,
+        hide_suggestions: bool = False,
+        cache_size: int = 1024,
+        compile_after: int = 1,
     ) -> None:
         strawberry_schema = getattr(schema, "_strawberry_schema", None)
         if strawberry_schema is None:
@@ -82,17 +88,28 @@ class CompiledExecutor:
         self.strawberry_schema = strawberry_schema
         self.hide_suggestions = hide_suggestions
         self.cache_size = max(1, cache_size)
+        # Compiling costs a few milliseconds: with compile_after=2 a document is compiled the second time
+        # the same parsed document comes (the pipeline's document cache hands it out again), so one-off
+        # and uncacheable documents never pay for it; until then graphql-core runs them.
+        self.compile_after = max(1, compile_after)
         self.stats = ExecutorStats()
         self._documents: OrderedDict[int, _DocumentPlans] = OrderedDict()
 
     @classmethod
     def for_schema(
-        cls, schema: GraphQLSchema, *, hide_suggestions: bool = False, cache_size: int = 1024
+        cls,
+        schema: GraphQLSchema,
+        *,
+        hide_suggestions: bool = False,
+        cache_size: int = 1024,
+        compile_after: int = 2,
     ) -> CompiledExecutor | None:
         """An executor for a Strawberry-built schema; None for any other (it then runs on graphql-core)."""
         if getattr(schema, "_strawberry_schema", None) is None:
             return None
-        return cls(schema, hide_suggestions=hide_suggestions, cache_size=cache_size)
+        return cls(
+            schema, hide_suggestions=hide_suggestions, cache_size=cache_size, compile_after=compile_after
+        )
 
     def _document_plans(self, document: DocumentNode) -> _DocumentPlans:
         entry = self._documents.get(id(document))
@@ -111,6 +128,10 @@ class CompiledExecutor:
     ) -> Plan | None:
         """The compiled plan for this operation and these @skip/@include values; None: use graphql-core."""
         entry = self._document_plans(document)
+        if entry.sightings < self.compile_after:
+            entry.sightings += 1
+            if entry.sightings < self.compile_after:
+                return None  # not seen often enough yet to be worth compiling
         names = entry.skip_names.get(id(operation))
         if names is None:
             names = entry.skip_names[id(operation)] = skip_variables(operation, entry.fragments)
