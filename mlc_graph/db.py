@@ -30,6 +30,7 @@ _UNAVAILABLE = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.PostgresConnectionError,
 )
 
 
@@ -159,7 +160,7 @@ class Executor:
             return
         try:
             conn = await self._pool.acquire(timeout=self._acquire_timeout)
-        except _UNAVAILABLE as exc:
+        except (*_UNAVAILABLE, asyncpg.InterfaceError) as exc:  # InterfaceError: the pool is closing
             raise DatabaseUnavailableError(
                 f"database unavailable: no connection within {self._acquire_timeout:g}s"
             ) from exc
@@ -193,6 +194,11 @@ class Executor:
                 raise _unavailable(exc) from exc
             except asyncpg.QueryCanceledError as exc:
                 raise _timed_out(exc) from exc
+            except asyncpg.InterfaceError as exc:
+                # "connection is closed": the server went away between acquire and query.
+                if conn.is_closed():
+                    raise _unavailable(exc) from exc
+                raise
             finally:
                 self._finish(sql, args, time.perf_counter() - started)
 
@@ -205,6 +211,11 @@ class Executor:
                 raise _unavailable(exc) from exc
             except asyncpg.QueryCanceledError as exc:
                 raise _timed_out(exc) from exc
+            except asyncpg.InterfaceError as exc:
+                # "connection is closed": the server went away between acquire and query.
+                if conn.is_closed():
+                    raise _unavailable(exc) from exc
+                raise
             finally:
                 self._finish(sql, args, time.perf_counter() - started)
 
@@ -217,6 +228,11 @@ class Executor:
                 raise _unavailable(exc) from exc
             except asyncpg.QueryCanceledError as exc:
                 raise _timed_out(exc) from exc
+            except asyncpg.InterfaceError as exc:
+                # "connection is closed": the server went away between acquire and query.
+                if conn.is_closed():
+                    raise _unavailable(exc) from exc
+                raise
             finally:
                 self._finish(sql, args, time.perf_counter() - started)
 
@@ -229,6 +245,11 @@ class Executor:
                 raise _unavailable(exc) from exc
             except asyncpg.QueryCanceledError as exc:
                 raise _timed_out(exc) from exc
+            except asyncpg.InterfaceError as exc:
+                # "connection is closed": the server went away between acquire and query.
+                if conn.is_closed():
+                    raise _unavailable(exc) from exc
+                raise
             finally:
                 self._finish(sql, args, time.perf_counter() - started)
 
@@ -241,6 +262,11 @@ class Executor:
                 raise _unavailable(exc) from exc
             except asyncpg.QueryCanceledError as exc:
                 raise _timed_out(exc) from exc
+            except asyncpg.InterfaceError as exc:
+                # "connection is closed": the server went away between acquire and query.
+                if conn.is_closed():
+                    raise _unavailable(exc) from exc
+                raise
             finally:
                 self._finish(sql, (), time.perf_counter() - started)
 
@@ -252,17 +278,26 @@ class Executor:
             async with self._conn.transaction():
                 yield self
             return
-        async with self._connection() as conn, conn.transaction():
-            pinned = Executor(self._pool, self.stats, self._acquire_timeout, conn, self._options)
-            pinned.operation, pinned.request_id, pinned._comment = (
-                self.operation,
-                self.request_id,
-                self._comment,
-            )
-            if statement_timeout_ms is not None:
-                # SET takes no bind parameters; the value is an int we format ourselves.
-                await pinned.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
-            yield pinned
+        async with self._connection() as conn:
+            try:
+                async with conn.transaction():
+                    pinned = Executor(self._pool, self.stats, self._acquire_timeout, conn, self._options)
+                    pinned.operation, pinned.request_id, pinned._comment = (
+                        self.operation,
+                        self.request_id,
+                        self._comment,
+                    )
+                    if statement_timeout_ms is not None:
+                        # SET takes no bind parameters; the value is an int we format ourselves.
+                        await pinned.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
+                    yield pinned
+            except _UNAVAILABLE as exc:
+                # BEGIN or COMMIT met a server that went away (statements inside map their own).
+                raise _unavailable(exc) from exc
+            except asyncpg.InterfaceError as exc:
+                if conn.is_closed():
+                    raise _unavailable(exc) from exc
+                raise
 
     def report(self) -> AbstractAsyncContextManager[Executor]:
         """A transaction with the report statement timeout (30 s by default, not the 5 s of reads)."""

@@ -108,3 +108,12 @@ async def test_class_progress_over_http_runs_with_the_report_timeout(
     finally:
         await lock.close()
     assert body["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE", body
+
+
+async def test_a_connection_closed_under_the_executor_is_service_unavailable(
+    database_url: str, clean_db: asyncpg.Pool
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    await conn.close()
+    with pytest.raises(DatabaseUnavailableError):
+        await Executor(clean_db, QueryStats(), conn=conn).fetchval("SELECT 1")
