@@ -7,7 +7,7 @@ would raise (the compiled run then bails to graphql-core, which produces the err
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from math import inf
 from typing import Any
 
@@ -71,16 +71,20 @@ def leaf_serializer(type_: GraphQLLeafType) -> Callable[[Any], Any]:
 
         return enum_name
     coerce = type_.coerce_output_value  # custom scalars (Strawberry's Date, DateTime: isoformat)
-    # Calendar dates recur (due dates of a class): remember their text, bounded.
-    dates: dict[date, Any] = {}
+    # Dates and times recur (due dates of a class, the same leaderboard read again and again): remember
+    # their text, bounded. Equal aware datetimes in different zones print differently: the offset is part
+    # of the key.
+    texts: dict[tuple[Any, Any], Any] = {}
 
     def custom(value: Any) -> Any:
-        if type(value) is date:
-            text = dates.get(value)
+        kind = type(value)
+        if kind is date or kind is datetime:
+            key = (value, value.utcoffset() if kind is datetime else None)
+            text = texts.get(key)
             if text is None:
-                if len(dates) >= _MAX_REMEMBERED:
-                    dates.clear()
-                text = dates[value] = custom_uncached(value)
+                if len(texts) >= _MAX_REMEMBERED:
+                    texts.clear()
+                text = texts[key] = custom_uncached(value)
             return text
         return custom_uncached(value)
 
