@@ -65,7 +65,9 @@ def database_url(database_name: str) -> str:
 
 @pytest.fixture(scope="session")
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, PoolSettings(min_size=1, max_size=10))
+    # Every connection opened up front: a query with many batches opens several at once, and on a
+    # loaded 2-core machine opening them on demand can outlast the acquire timeout.
+    pool = await create_pool(database_url, PoolSettings(min_size=10, max_size=10))
     yield pool
     await pool.close()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from graphql import ExecutionResult, execute, parse
+from graphql import ExecutionResult, execute, get_operation_ast, parse
 
 from mlc_graph.auth import Principal, Role
+from mlc_graph.compiled import CompiledExecutor
 from mlc_graph.config import Settings
 from mlc_graph.context import make_context
 from mlc_graph.db import Executor, QueryStats
@@ -19,15 +20,27 @@ def principal(role: str, user_id: int, org_id: int, sid: str = "s1") -> Principa
     return Principal(Role(role.upper()), user_id, org_id, sid)
 
 
+_COMPILED = CompiledExecutor(schema._schema)
+
+
 async def run(
     pool: asyncpg.Pool,
     query: str,
     variables: dict[str, Any] | None = None,
     viewer: Principal | None = None,
+    executor: str = "compiled",
 ) -> tuple[ExecutionResult, QueryStats]:
+    """Execute as the server does: the compiled executor by default, graphql-core on request.
+
+    tests/test_compiled_differential.py proves both give byte-identical responses.
+    """
     stats = QueryStats(keep_texts=True)
     context = make_context(Settings(), Executor(pool, stats), viewer)
-    result = execute(schema._schema, parse(query), context_value=context, variable_values=variables)
+    document = parse(query)
+    operation = get_operation_ast(document)
+    if executor == "compiled" and operation is not None:
+        return await _COMPILED.execute(document, operation, context, variables, None), stats
+    result = execute(schema._schema, document, context_value=context, variable_values=variables)
     if not isinstance(result, ExecutionResult):
         result = await result
     return result, stats
