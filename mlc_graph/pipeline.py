@@ -425,7 +425,9 @@ class Pipeline:
             errors = [_client_error(e, context.request_id) for e in result.errors]
             if result.data is None and all(e.path is None for e in result.errors):
                 # Execution never started (variables failed to coerce): a request error, no `data` entry.
-                status = 400
+                # 400 for legacy clients too: the spec only recommends 200 there, and the product asks
+                # for a 4xx on wrongly typed variables so clients and proxies see the bad request.
+                status = legacy_status = 400
             else:
                 body["data"] = result.data
                 if _whole_response_unavailable(result.data, errors):

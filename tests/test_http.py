@@ -158,7 +158,8 @@ async def test_wrong_variable_type(client: Client, teacher: dict[str, str]) -> N
     assert "data" not in payload
     assert payload["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     legacy = await client.post("/graphql", json=request, headers=teacher)
-    assert legacy.status == 200
+    assert legacy.status == 400
+    assert (await body(legacy))["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     await still_answers(client, teacher)
 
 
