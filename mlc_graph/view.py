@@ -3,8 +3,8 @@
 Status codes with `application/graphql-response+json`: 200 when execution ran, 400 for request errors
 (parse, validation, variables), 401 unauthenticated, 405 mutation over GET, 406 unacceptable Accept,
 413 body too large, 415 unsupported content type, 503 database down. With `application/json` (legacy
-clients, and the default without an Accept header) GraphQL request errors are 200 as the spec asks;
-malformed HTTP requests (bad JSON, wrong member types) are 400 with both.
+clients, and the default without an Accept header) parse and validation errors are 200 as the spec
+asks; wrongly typed variables and malformed HTTP requests (bad JSON, wrong member types) are 400 with both.
 """
 
 from __future__ import annotations
