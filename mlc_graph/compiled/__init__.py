@@ -151,6 +151,11 @@ class CompiledExecutor:
             log.debug("document left to graphql-core: %s", reason)
             self.stats.unsupported += 1
             plan = None
+        except Exception:
+            # A compiler bug must cost speed, not answers: this document runs on graphql-core.
+            log.exception("compiling an operation failed; graphql-core runs it")
+            self.stats.unsupported += 1
+            plan = None
         entry.plans[key] = plan
         return plan
 
