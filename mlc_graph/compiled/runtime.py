@@ -285,16 +285,11 @@ class Runner:
                 self.orphans.extend((e, fut) for e in entries[position + 1 :])
                 self.failure = exc
                 break
-        if self.batched and self.failure is None and not self._flush_scheduled:
-            # One DataLoader batch resolves many futures, each with its own callback in this pass:
-            # flush after all of them, so the batch resolvers see every parent at once.
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush_later)
         self._maybe_wake()
 
     def _flush_later(self) -> None:
         self._flush_scheduled = False
-        if self.failure is None:
+        if self.failure is None and not self.waiting:
             try:
                 self.flush()
             except BaseException as exc:  # handed to drain(), which re-raises it
@@ -302,18 +297,29 @@ class Runner:
         self._maybe_wake()
 
     def _maybe_wake(self) -> None:
+        """Flush the batch resolvers when nothing is parked any more; wake drain() when all is done.
+
+        Batches wait for quiescence: every resolver of the request has returned or waits for a batch.
+        Parents that arrive from different database answers (a student's scores and best scores, both
+        asking for games) then share one batch whatever the order and timing of those answers, so the
+        statement count does not depend on how fast the database replies.
+        """
+        if self.failure is None and self.batched and not self.waiting and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_later)  # after the other callbacks of this pass
         wake = self._wake
         if wake is None or wake.done():
             return
-        if self.failure is not None or (not self.waiting and not self._flush_scheduled):
+        if self.failure is not None or not (self.waiting or self._flush_scheduled or self.batched):
             wake.set_result(None)
 
     async def drain(self) -> None:
         """Wait until every parked coroutine has finished (or one failed)."""
         # A failure may have come while nobody waited (children of a sync root field failing while the
         # request's task awaited the single async root): then there is nothing to wait for.
-        if self.failure is None and (self.waiting or self._flush_scheduled):
+        if self.failure is None and (self.waiting or self._flush_scheduled or self.batched):
             self._wake = self._loop.create_future()
+            self._maybe_wake()  # schedules a pending flush when nothing is parked
             await self._wake
         if self.failure is not None:
             raise self.failure
