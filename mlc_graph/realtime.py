@@ -80,6 +80,13 @@ class Realtime:
             updates=updates,
         )
 
+    def cached_tier(self, org_id: int) -> Tier | None:
+        """The organization's tier if this process looked it up recently, without waiting for the database."""
+        cached = self._tier_cache.get(org_id)
+        if cached is None or cached[0] <= time.monotonic():
+            return None
+        return self.tiers.for_tier(cached[1])
+
     async def tier_of(self, org_id: int) -> Tier:
         """The organization's tier (cached per process); the free trial when it cannot be read."""
         cached = self._tier_cache.get(org_id)

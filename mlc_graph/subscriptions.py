@@ -399,6 +399,19 @@ def install(app: web.Application) -> None:
 
     realtime.cost_of = cost_of
     app[ANALYZER] = analyzer
+    cost_stage = app.get(COST)
+    if cost_stage is not None:
+        default_budget = settings.cost_budget
+
+        def tier_budget(req: PreparedRequest) -> int:
+            # The cost stage is synchronous and runs before the quota stage looks the tier up, so it
+            # reads the tier cache: an organization's very first request is priced on the default budget.
+            principal = req.context.principal
+            tier = realtime.cached_tier(principal.org_id) if principal is not None else None
+            budget = tier.cost_budget if tier is not None else None
+            return default_budget if budget is None else budget
+
+        cost_stage.budget_for = tier_budget
     pipeline.stages.before_execute.append(quota_stage)
     app[EVENTS].on_score(realtime.boards.score_committed)
     app.middlewares.append(websocket_middleware)

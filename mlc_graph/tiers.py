@@ -21,13 +21,15 @@ WINDOW_SECONDS = 3600
 
 @dataclass(frozen=True, slots=True)
 class Tier:
-    """Quotas of one tier. `students` None means "the organization's seat_count"."""
+    """Quotas of one tier. `students` None means "the organization's seat_count"; `cost_budget` None
+    means the server's MLC_COST_BUDGET (the most one operation may cost)."""
 
     name: str
     students: int | None
     requests_per_hour: int
     sessions: int
     cost_per_hour: int
+    cost_budget: int | None = None
 
     def student_cap(self, seat_count: int) -> int:
         return seat_count if self.students is None else self.students
@@ -38,7 +40,15 @@ class Tier:
 DEFAULT_TIERS: dict[str, Tier] = {
     "PRELUDE": Tier("PRELUDE", students=19, requests_per_hour=500, sessions=5, cost_per_hour=50_000),
     "SOLO": Tier("SOLO", students=19, requests_per_hour=1_000, sessions=10, cost_per_hour=100_000),
-    "ENSEMBLE": Tier("ENSEMBLE", students=None, requests_per_hour=3_000, sessions=100, cost_per_hour=300_000),
+    # Districts run reports over whole schools: twice the default per-operation budget.
+    "ENSEMBLE": Tier(
+        "ENSEMBLE",
+        students=None,
+        requests_per_hour=3_000,
+        sessions=100,
+        cost_per_hour=300_000,
+        cost_budget=10_000,
+    ),
 }
 
 _OVERRIDABLE = {f.name for f in fields(Tier)} - {"name"}
@@ -74,7 +84,8 @@ class TierTable:
             if unknown:
                 raise ConfigError(f"MLC_TIER_OVERRIDES: unknown quota {sorted(unknown)} for {name}")
             for key, value in changes.items():
-                if not (isinstance(value, int) and value >= 0) and not (key == "students" and value is None):
+                nullable = key in ("students", "cost_budget")
+                if not (isinstance(value, int) and value >= 0) and not (nullable and value is None):
                     raise ConfigError(f"MLC_TIER_OVERRIDES: {name}.{key} must be a non-negative integer")
             tiers[tier.name] = replace(tier, **changes)
         return cls(tiers)
@@ -84,12 +95,13 @@ def markdown_table(table: TierTable) -> str:
     """The tier table as Markdown, for the docs (kept in step with the code by a test)."""
     lines = [
         "| tier | students | API requests per user per hour | cost points per user per hour "
-        "| concurrent sessions per organization |",
-        "| --- | --- | --- | --- | --- |",
+        "| concurrent sessions per organization | cost budget per operation |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for tier in table.rows():
         students = "seat_count" if tier.students is None else str(tier.students)
-        quotas = f"{tier.requests_per_hour:,} | {tier.cost_per_hour:,} | {tier.sessions}"
+        budget = "MLC_COST_BUDGET" if tier.cost_budget is None else f"{tier.cost_budget:,}"
+        quotas = f"{tier.requests_per_hour:,} | {tier.cost_per_hour:,} | {tier.sessions} | {budget}"
         lines.append(f"| {tier.name} | {students} | {quotas} |")
     return "\n".join(lines)
 

@@ -16,7 +16,7 @@ from mlc_graph import subscriptions
 from mlc_graph.app import create_app
 from mlc_graph.auth import Role, issue_token
 from mlc_graph.cli import main as cli_main
-from mlc_graph.config import DEV_JWT_SECRET, ConfigError
+from mlc_graph.config import DEV_JWT_SECRET, ConfigError, Settings
 from mlc_graph.ratelimit import RateLimiter, identity_for
 from mlc_graph.redis_client import RedisState, fallback_count
 from mlc_graph.tiers import DEFAULT_TIERS, TierTable, markdown_table
@@ -229,3 +229,32 @@ def test_support_can_print_the_tiers_in_effect(
     monkeypatch.setenv("MLC_TIER_OVERRIDES", '{"SOLO": {"sessions": 12}}')
     assert cli_main(["tiers"]) == 0
     assert "| SOLO | 19 | 1,000 | 100,000 | 12 |" in capsys.readouterr().out
+
+
+async def test_the_cost_budget_follows_the_tier(clean_db: asyncpg.Pool, database_url: str) -> None:
+    """An ENSEMBLE organization may run an operation over the default budget; a PRELUDE one may not."""
+    ensemble = await factories.make_org(clean_db, "District", tier="ENSEMBLE", seats=500)
+    prelude = await factories.make_org(clean_db, "Trial", tier="PRELUDE", seats=19)
+    teachers = {
+        ensemble: await factories.make_teacher(clean_db, ensemble),
+        prelude: await factories.make_teacher(clean_db, prelude),
+    }
+    settings = Settings(database_url=database_url)
+    # 100 students x 10 assignments x game x category: priced 3,202 x 2 aliases = 6,404 > 5,000.
+    query = """{ a: games(first: 100) { edges { node { id } } } b: viewer { teacher { students(first: 100) {
+        edges { node { assignments(first: 10) { edges { node { game { category { name } } } } } } } } } }
+        c: viewer { teacher { students(first: 100) {
+        edges { node { assignments(first: 10) { edges { node { game { category { name } } } } } } } } } } }"""
+    async with TestClient(TestServer(create_app(settings))) as client:
+        codes: dict[int, str | None] = {}
+        for org, teacher in teachers.items():
+            token = issue_token(settings.jwt_secret, Role.TEACHER, teacher, org)
+            headers = {"Authorization": f"Bearer {token}"}
+            # The first request looks the tier up (and is priced on the default budget).
+            await client.post("/graphql", json={"query": "{ viewer { role } }"}, headers=headers)
+            response = await client.post("/graphql", json={"query": query}, headers=headers)
+            payload = await response.json()
+            codes[org] = (payload.get("errors") or [{}])[0].get("extensions", {}).get("code")
+            if codes[org] is None:
+                assert payload["extensions"]["cost"]["budget"] == 10_000
+        assert codes == {ensemble: None, prelude: "QUERY_TOO_COMPLEX"}
