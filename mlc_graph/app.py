@@ -22,11 +22,12 @@ import asyncpg
 from aiohttp import web
 
 from mlc_graph import limits, observe, persisted, subscriptions, view, web_vitals
+from mlc_graph.auth import TokenVerifier
 from mlc_graph.config import Settings
 from mlc_graph.cost import stage as cost_stage
 from mlc_graph.db import create_pool
 from mlc_graph.events import EventBus
-from mlc_graph.keys import EVENTS, PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS
+from mlc_graph.keys import EVENTS, PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS, TOKENS
 from mlc_graph.migrate import ensure_score_partitions
 from mlc_graph.pipeline import Pipeline
 from resolvers.schema import schema
@@ -56,6 +57,7 @@ def create_app(settings: Settings, features: Sequence[Feature] | None = None) ->
         middlewares=[view.request_id_middleware],
     )
     app[SETTINGS] = settings
+    app[TOKENS] = TokenVerifier(settings.jwt_secret)
     app[EVENTS] = EventBus()
     app[SERVICES] = {}
     app[PIPELINE] = Pipeline(

@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from mlc_graph.auth import TokenVerifier
 from mlc_graph.config import Settings
 from mlc_graph.events import EventBus
 from mlc_graph.pipeline import Pipeline
@@ -15,6 +16,7 @@ SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 EVENTS = web.AppKey("events", EventBus)
 PIPELINE = web.AppKey("pipeline", Pipeline)
+TOKENS = web.AppKey("tokens", TokenVerifier)
 # Named services for resolvers (Redis, leaderboards, pub/sub...): handed to every Context as is.
 SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")
 REQUEST_ID = web.RequestKey("request_id", str)

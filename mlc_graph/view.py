@@ -22,10 +22,10 @@ from aiohttp.typedefs import Handler
 from multidict import MultiMapping
 
 from mlc_graph import graphiql
-from mlc_graph.auth import AuthError, Principal, bearer_token, decode_token
+from mlc_graph.auth import AuthError, Principal, bearer_token
 from mlc_graph.context import make_context
 from mlc_graph.db import Executor, QueryStats
-from mlc_graph.keys import EVENTS, PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS
+from mlc_graph.keys import EVENTS, PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS, TOKENS
 from mlc_graph.logs import request_id_from
 from mlc_graph.pipeline import GraphQLParams, Outcome, PreparedRequest
 
@@ -225,7 +225,7 @@ def authenticate(request: web.Request) -> Principal | None:
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
             return None
-        return decode_token(request.app[SETTINGS].jwt_secret, token)
+        return request.app[TOKENS].verify(token)
     except AuthError as exc:
         raise BadRequest(
             f"Authentication failed: {exc}",
