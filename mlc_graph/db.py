@@ -185,11 +185,12 @@ class Executor:
             if self._options.on_slow is not None:
                 self._options.on_slow(self.operation)
 
-    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def _run(self, method: str, sql: str, args: Sequence[Any], logged: Sequence[Any]) -> Any:
+        """Call one asyncpg method on a connection, counted, timed and with driver failures classified."""
         async with self._connection() as conn:
             started = time.perf_counter()
             try:
-                return await conn.fetch(sql + self._comment, *args)
+                return await getattr(conn, method)(sql + self._comment, *args)
             except _UNAVAILABLE as exc:
                 raise _unavailable(exc) from exc
             except asyncpg.QueryCanceledError as exc:
@@ -200,75 +201,25 @@ class Executor:
                     raise _unavailable(exc) from exc
                 raise
             finally:
-                self._finish(sql, args, time.perf_counter() - started)
+                self._finish(sql, logged, time.perf_counter() - started)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._run("fetch", sql, args, args)
+        return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        async with self._connection() as conn:
-            started = time.perf_counter()
-            try:
-                return await conn.fetchrow(sql + self._comment, *args)
-            except _UNAVAILABLE as exc:
-                raise _unavailable(exc) from exc
-            except asyncpg.QueryCanceledError as exc:
-                raise _timed_out(exc) from exc
-            except asyncpg.InterfaceError as exc:
-                # "connection is closed": the server went away between acquire and query.
-                if conn.is_closed():
-                    raise _unavailable(exc) from exc
-                raise
-            finally:
-                self._finish(sql, args, time.perf_counter() - started)
+        row: asyncpg.Record | None = await self._run("fetchrow", sql, args, args)
+        return row
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        async with self._connection() as conn:
-            started = time.perf_counter()
-            try:
-                return await conn.fetchval(sql + self._comment, *args)
-            except _UNAVAILABLE as exc:
-                raise _unavailable(exc) from exc
-            except asyncpg.QueryCanceledError as exc:
-                raise _timed_out(exc) from exc
-            except asyncpg.InterfaceError as exc:
-                # "connection is closed": the server went away between acquire and query.
-                if conn.is_closed():
-                    raise _unavailable(exc) from exc
-                raise
-            finally:
-                self._finish(sql, args, time.perf_counter() - started)
+        return await self._run("fetchval", sql, args, args)
 
     async def execute(self, sql: str, *args: Any) -> str:
-        async with self._connection() as conn:
-            started = time.perf_counter()
-            try:
-                return await conn.execute(sql + self._comment, *args)
-            except _UNAVAILABLE as exc:
-                raise _unavailable(exc) from exc
-            except asyncpg.QueryCanceledError as exc:
-                raise _timed_out(exc) from exc
-            except asyncpg.InterfaceError as exc:
-                # "connection is closed": the server went away between acquire and query.
-                if conn.is_closed():
-                    raise _unavailable(exc) from exc
-                raise
-            finally:
-                self._finish(sql, args, time.perf_counter() - started)
+        status: str = await self._run("execute", sql, args, args)
+        return status
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
-        async with self._connection() as conn:
-            started = time.perf_counter()
-            try:
-                await conn.executemany(sql + self._comment, args)
-            except _UNAVAILABLE as exc:
-                raise _unavailable(exc) from exc
-            except asyncpg.QueryCanceledError as exc:
-                raise _timed_out(exc) from exc
-            except asyncpg.InterfaceError as exc:
-                # "connection is closed": the server went away between acquire and query.
-                if conn.is_closed():
-                    raise _unavailable(exc) from exc
-                raise
-            finally:
-                self._finish(sql, (), time.perf_counter() - started)
+        await self._run("executemany", sql, (args,), ())
 
     @asynccontextmanager
     async def transaction(self, statement_timeout_ms: int | None = None) -> AsyncIterator[Executor]:
