@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
+from loaders.games import GameRow
 from loaders.leaderboards import BoardKey, RankedRow
 from mlc_graph.auth import Principal, Role
 from mlc_graph.errors import BadUserInputError, NotFoundError
@@ -97,14 +98,11 @@ async def board_for(info: Info, game_id: int, scope: LeaderboardScope) -> BoardK
     return BoardKey(game_id, "ORGANIZATION", viewer.org_id)
 
 
-async def resolve_leaderboard(
-    info: Info,
-    game_id: strawberry.ID,
-    scope: LeaderboardScope | None = LeaderboardScope.GLOBAL,
-    first: int | None = 10,
-) -> Leaderboard:
-    first = 10 if first is None else first
-    scope = LeaderboardScope.GLOBAL if scope is None else scope
+async def open_board(
+    info: Info, game_id: strawberry.ID, scope: LeaderboardScope, first: int
+) -> tuple[GameRow, BoardKey, int | None]:
+    """Check a board request (page size, a game the viewer may see) and name the board and the viewer's
+    own student id (students only), for queries and subscriptions alike."""
     viewer = info.context.viewer
     if not 0 <= first <= MAX_LEADERBOARD_SIZE:
         raise BadUserInputError(f"'first' must be between 0 and {MAX_LEADERBOARD_SIZE}", argument="first")
@@ -113,8 +111,19 @@ async def resolve_leaderboard(
     if game is None:
         raise NotFoundError(f"No Game with id {game_id!r}")
     board = await board_for(info, pk, scope)
+    return game, board, viewer.user_id if viewer.role is Role.STUDENT else None
+
+
+async def resolve_leaderboard(
+    info: Info,
+    game_id: strawberry.ID,
+    scope: LeaderboardScope | None = LeaderboardScope.GLOBAL,
+    first: int | None = 10,
+) -> Leaderboard:
+    first = 10 if first is None else first
+    scope = LeaderboardScope.GLOBAL if scope is None else scope
+    game, board, me = await open_board(info, game_id, scope, first)
     # The live Redis board when real time is on (PostgreSQL otherwise, or while Redis is unavailable).
-    me = viewer.user_id if viewer.role is Role.STUDENT else None
     entries, mine = await read_board(info, board, first, me)
     return Leaderboard(
         game=game,  # type: ignore[arg-type]

@@ -7,16 +7,13 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from mlc_graph.auth import Role
-from mlc_graph.errors import BadUserInputError, NotFoundError, ServiceUnavailableError
+from mlc_graph.errors import ServiceUnavailableError
 from mlc_graph.ratelimit import RateLimitResult
 from mlc_graph.realtime import Realtime, realtime_of
-from resolvers.access import see_game
 from resolvers.enums import LeaderboardScope
 from resolvers.info import Info
-from resolvers.leaderboards import MAX_LEADERBOARD_SIZE, Leaderboard, board_for
+from resolvers.leaderboards import Leaderboard, open_board
 from resolvers.live_boards import read_board
-from resolvers.relay import expect_global_id
 
 
 @strawberry.type(description="The viewer's API quota for the current hour (like GitHub's rateLimit).")
@@ -81,16 +78,8 @@ async def resolve_leaderboard_updated(
     scope: LeaderboardScope = LeaderboardScope.CLASS,
     first: int = 10,
 ) -> AsyncGenerator[Leaderboard, None]:
-    viewer = info.context.viewer
     realtime = _realtime(info)
-    if not 0 <= first <= MAX_LEADERBOARD_SIZE:
-        raise BadUserInputError(f"'first' must be between 0 and {MAX_LEADERBOARD_SIZE}", argument="first")
-    pk = expect_global_id(game_id, "Game")
-    game = see_game(viewer, await info.context.loaders.games_by_id.load(pk))
-    if game is None:
-        raise NotFoundError(f"No Game with id {game_id!r}")
-    board = await board_for(info, pk, scope)
-    me = viewer.user_id if viewer.role is Role.STUDENT else None
+    game, board, me = await open_board(info, game_id, scope, first)
 
     async def snapshot() -> Leaderboard:
         entries, mine = await read_board(info, board, first, me)
