@@ -1,7 +1,7 @@
 # MLC Graph server image. Build: docker build -t mlc-graph .   Run: see compose.yaml.
 #
 # Stage 1 installs the package into a virtualenv and fetches GraphiQL's browser assets from the npm
-# registry (python -m mlc_graph.assets); node and npm stay in this stage. Stage 2 copies the finished
+# registry (python -m mlc_graph.http.assets); node and npm stay in this stage. Stage 2 copies the finished
 # virtualenv into a clean slim image and runs it as an unprivileged user.
 
 FROM python:3.11-slim AS build
@@ -14,17 +14,17 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first, so editing the code does not reinstall them.
 COPY pyproject.toml ./
-RUN mkdir -p mlc_graph/migrations resolvers loaders \
-    && touch mlc_graph/__init__.py mlc_graph/migrations/__init__.py resolvers/__init__.py loaders/__init__.py \
+RUN mkdir -p mlc_graph/platform/migrations resolvers loaders \
+    && touch mlc_graph/__init__.py mlc_graph/platform/migrations/__init__.py resolvers/__init__.py loaders/__init__.py \
     && pip install . \
     && pip uninstall -y mlc-graph \
     && rm -rf mlc_graph resolvers loaders build *.egg-info
 COPY mlc_graph ./mlc_graph
 COPY resolvers ./resolvers
 COPY loaders ./loaders
-# Run from the source tree so the assets land in mlc_graph/static/graphiql, then install the package
+# Run from the source tree so the assets land in mlc_graph/http/static/graphiql, then install the package
 # with them as package data (nothing is fetched at run time).
-RUN python -m mlc_graph.assets \
+RUN python -m mlc_graph.http.assets \
     && pip install --no-deps . \
     && rm -rf build *.egg-info
 

@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 assets: $(STAMP)
-	$(BIN)/python -m mlc_graph.assets
+	$(BIN)/python -m mlc_graph.http.assets
 
 run: $(STAMP) assets
-	$(BIN)/python -m mlc_graph.devserver
+	$(BIN)/python -m mlc_graph.tools.devserver
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

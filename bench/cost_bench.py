@@ -25,16 +25,16 @@ from aiohttp.test_utils import TestServer
 from graphql import GraphQLError, parse
 
 from bench.workloads import WORKLOADS, dashboard_document
-from mlc_graph import limits, persisted
 from mlc_graph.app import create_app
-from mlc_graph.auth import Role, issue_token
-from mlc_graph.config import PoolSettings, Settings
-from mlc_graph.cost import CostAnalyzer
-from mlc_graph.cost import stage as cost_stage
-from mlc_graph.db import QueryStats
+from mlc_graph.execution.pipeline import PreparedRequest
+from mlc_graph.guards import limits, persisted
+from mlc_graph.guards.cost import CostAnalyzer
+from mlc_graph.guards.cost import stage as cost_stage
+from mlc_graph.guards.limits import PRESCAN_MIN_CHARS, Limits, check_document, prescan
 from mlc_graph.keys import PIPELINE
-from mlc_graph.limits import PRESCAN_MIN_CHARS, Limits, check_document, prescan
-from mlc_graph.pipeline import PreparedRequest
+from mlc_graph.platform.auth import Role, issue_token
+from mlc_graph.platform.config import PoolSettings, Settings
+from mlc_graph.platform.db import QueryStats
 from resolvers.schema import schema
 
 BOMB = (

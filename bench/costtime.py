@@ -40,7 +40,7 @@ def _time_workload(analyzer: Any, workload: Workload, dataset: Dataset) -> dict[
 def cost_timings(dataset: Dataset) -> dict[str, Any] | None:
     """Per workload: the requested cost and how long pricing takes; None while there is no analyzer."""
     try:
-        from mlc_graph.cost import CostAnalyzer
+        from mlc_graph.guards.cost import CostAnalyzer
         from resolvers.schema import schema
     except ImportError:
         return None

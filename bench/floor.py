@@ -3,7 +3,7 @@
 It is the yardstick the GraphQL server is measured against (issue 7): the same statements (the SQL
 constants of `loaders/`), the same JSON shape and values, the same token check and tenant rules, and
 nothing else: no parsing, no validation, no resolver tree. Statements run one after another on one
-pooled connection (the pool is `mlc_graph.db.create_pool`, so both sides share its no-op reset), and
+pooled connection (the pool is `mlc_graph.platform.db.create_pool`, so both sides share its no-op reset), and
 each answer says how many it ran in the `X-SQL-Statements` header.
 
 Run it as its own process: `python -m bench.floor --port 8001` (DATABASE_URL, MLC_JWT_SECRET as for
@@ -40,11 +40,11 @@ from loaders.students import (
     SELECT_STUDENTS_BY_IDS,
 )
 from loaders.teachers import SELECT_TEACHERS_BY_IDS
-from mlc_graph.auth import AuthError, Principal, Role, bearer_token, decode_token
-from mlc_graph.config import PoolSettings, Settings
-from mlc_graph.db import create_pool
-from mlc_graph.errors import ApiError
-from mlc_graph.server import GC_GEN0_THRESHOLD
+from mlc_graph.http.server import GC_GEN0_THRESHOLD
+from mlc_graph.platform.auth import AuthError, Principal, Role, bearer_token, decode_token
+from mlc_graph.platform.config import PoolSettings, Settings
+from mlc_graph.platform.db import create_pool
+from mlc_graph.platform.errors import ApiError
 from resolvers.leaderboards import pseudonym
 from resolvers.relay import decode_cursor, encode_cursor, expect_global_id
 from resolvers.relay import encode_global_id as _gid
@@ -338,7 +338,7 @@ def create_app(database_url: str, secret: str, pool: PoolSettings | None = None)
 
 
 def _tune_gc() -> None:
-    """The server's start-up GC settings (mlc_graph.server), so runtime tuning is not a difference."""
+    """The server's start-up GC settings (mlc_graph.http.server), so runtime tuning is not a difference."""
     gc.collect()
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()

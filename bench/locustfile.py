@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from locust import FastHttpUser, LoadTestShape, between, events, task
 
-from mlc_graph.loadtest import stages, users_at
+from mlc_graph.tools.loadtest import stages, users_at
 
 PLAN: dict[str, Any] = orjson.loads(open(os.environ["MLC_LOADTEST_PLAN"], "rb").read())  # noqa: SIM115
 SCHEDULE = stages(

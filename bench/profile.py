@@ -31,11 +31,11 @@ import orjson
 from graphql import ExecutionResult, OperationDefinitionNode, execute, parse, validate
 
 from bench.workloads import BY_KEY, Dataset, Workload, dashboard_workload, load_dataset
-from mlc_graph.auth import decode_token
-from mlc_graph.compiled import CompiledExecutor
-from mlc_graph.config import PoolSettings, Settings
-from mlc_graph.context import make_context
-from mlc_graph.db import Executor, QueryStats, create_pool
+from mlc_graph.execution.compiled import CompiledExecutor
+from mlc_graph.execution.context import make_context
+from mlc_graph.platform.auth import decode_token
+from mlc_graph.platform.config import PoolSettings, Settings
+from mlc_graph.platform.db import Executor, QueryStats, create_pool
 from resolvers.schema import schema
 
 BENCH_SECRET = "mlc-bench-secret-0123456789abcdef0123456789"  # noqa: S105 - bench.run's token secret

@@ -33,12 +33,12 @@ import orjson
 import redis
 
 from loaders.leaderboards import BoardKey, fetch_rank, fetch_top
-from mlc_graph.auth import Role, issue_token
-from mlc_graph.config import DEV_JWT_SECRET
-from mlc_graph.db import Executor, QueryStats
-from mlc_graph.live_leaderboards import LiveLeaderboards
-from mlc_graph.migrate import migrate
-from mlc_graph.redis_client import RedisState
+from mlc_graph.platform.auth import Role, issue_token
+from mlc_graph.platform.config import DEV_JWT_SECRET
+from mlc_graph.platform.db import Executor, QueryStats
+from mlc_graph.platform.migrate import migrate
+from mlc_graph.platform.redis import RedisState
+from mlc_graph.realtime.live_boards import LiveLeaderboards
 from resolvers.relay import encode_global_id
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,8 +35,8 @@ from bench import procstats
 from bench.costtime import cost_timings
 from bench.load import LoadResult, Target, compare_answers, run_load
 from bench.workloads import WORKLOADS, Dataset, Workload, dashboard_workload, load_dataset
-from mlc_graph.config import Settings
-from mlc_graph.migrate import migrate
+from mlc_graph.platform.config import Settings
+from mlc_graph.platform.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"

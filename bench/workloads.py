@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from mlc_graph.auth import Role, issue_token
+from mlc_graph.platform.auth import Role, issue_token
 from resolvers.relay import encode_global_id
 
 # Bench-only reads that choose ids (not served to clients, so they live here rather than in loaders/).

@@ -26,12 +26,12 @@ from typing import Any
 import asyncpg
 from graphql import DocumentNode, ExecutionResult, execute, parse
 
-from mlc_graph.auth import Principal, Role
-from mlc_graph.config import PoolSettings, Settings
-from mlc_graph.context import make_context
-from mlc_graph.csv_import import parse_roster
-from mlc_graph.db import Executor, QueryStats, create_pool
-from mlc_graph.migrate import migrate
+from mlc_graph.domain.roster import parse_roster
+from mlc_graph.execution.context import make_context
+from mlc_graph.platform.auth import Principal, Role
+from mlc_graph.platform.config import PoolSettings, Settings
+from mlc_graph.platform.db import Executor, QueryStats, create_pool
+from mlc_graph.platform.migrate import migrate
 from resolvers.relay import encode_global_id
 from resolvers.schema import schema
 
@@ -72,7 +72,7 @@ async def run_document(
 ) -> tuple[ExecutionResult, QueryStats]:
     stats = QueryStats()
     context = make_context(Settings(), Executor(pool, stats), viewer)
-    # The server parses each distinct document once (mlc_graph.pipeline); so does the bench.
+    # The server parses each distinct document once (mlc_graph.execution.pipeline); so does the bench.
     result = execute(schema._schema, _parsed(document), context_value=context, variable_values=variables)
     if not isinstance(result, ExecutionResult):
         result = await result

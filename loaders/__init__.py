@@ -40,7 +40,7 @@ from loaders.teachers import (
     fetch_teacher_pages_by_orgs,
     fetch_teachers_by_ids,
 )
-from mlc_graph.db import Executor
+from mlc_graph.platform.db import Executor
 
 
 class Loaders:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from loaders.assignments import AssignmentRow
-from mlc_graph.db import Executor
+from mlc_graph.platform.db import Executor
 
 _RETURNING = "id, org_id, student_id, game_id, teacher_id, status, due_date, created_at, completed_at"
 

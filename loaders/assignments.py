@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 from loaders.base import by_id, check_columns
 from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_by_parent
-from mlc_graph.db import Executor
+from mlc_graph.platform.db import Executor
 
 _COLUMNS = "id, org_id, student_id, game_id, teacher_id, status, due_date, created_at, completed_at"
 

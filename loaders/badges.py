@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from loaders.base import by_id
-from mlc_graph.db import Executor
+from mlc_graph.platform.db import Executor
 
 SELECT_BADGES_BY_IDS = "SELECT id, name, description, icon_url FROM badges WHERE id = ANY($1::bigint[])"
 SELECT_EARNED_BADGES_BY_STUDENTS = """

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
 
-from mlc_graph.db import Executor
+from mlc_graph.platform.db import Executor
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

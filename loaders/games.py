@@ -8,7 +8,7 @@ from datetime import datetime
 
 from loaders.base import by_id, check_columns
 from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_by_parent
-from mlc_graph.db import Executor
+from mlc_graph.platform.db import Executor
 
 _COLUMNS = (
     "id, title, description, category_id, level_id, difficulty, status, thumbnail_url, "

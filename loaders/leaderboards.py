@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from mlc_graph.db import Executor
+from mlc_graph.platform.db import Executor
 
 # Ranking order everywhere: higher score first, then who reached it first, then student id.
 _TOP = """

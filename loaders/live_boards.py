@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from loaders.leaderboards import BoardKey
-from mlc_graph.db import Executor
+from mlc_graph.platform.db import Executor
 
 _BOARD = "SELECT student_id, org_id, teacher_id, score, achieved_at FROM best_scores WHERE game_id = $1"
 SELECT_BOARD_GLOBAL = _BOARD

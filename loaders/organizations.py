@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from loaders.base import by_id
-from mlc_graph.db import Executor
+from mlc_graph.platform.db import Executor
 
 SELECT_ORGANIZATIONS_BY_IDS = """
 SELECT id, name, tier, seat_count, created_at FROM organizations WHERE id = ANY($1::bigint[])

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from loaders.students import StudentRow
-from mlc_graph.db import Executor
+from mlc_graph.platform.db import Executor
 
 SELECT_CLASS_PROGRESS = """
 SELECT s.id, s.org_id, s.teacher_id, s.first_name, s.last_name, s.username, s.avatar_url, s.status,

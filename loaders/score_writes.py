@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from loaders.leaderboards import SELECT_RANK_GLOBAL
 from loaders.scores import BestScoreRow, ScoreRow
-from mlc_graph.db import Executor
+from mlc_graph.platform.db import Executor
 
 # One row even when the student or the game does not exist, so the caller can say which is missing.
 SELECT_SUBMISSION_TARGET = """

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mlc_graph.csv_import import StudentInput
-from mlc_graph.db import Executor
-from mlc_graph.errors import NotFoundError, QuotaExceededError
-from mlc_graph.tiers import student_limit
+from mlc_graph.domain.roster import StudentInput
+from mlc_graph.domain.tiers import student_limit
+from mlc_graph.platform.db import Executor
+from mlc_graph.platform.errors import NotFoundError, QuotaExceededError
 
 CHUNK_SIZE = 500
 

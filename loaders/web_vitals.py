@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from mlc_graph.db import Executor
-from mlc_graph.vitals import Metric
+from mlc_graph.domain.vitals import Metric
+from mlc_graph.platform.db import Executor
 
 # A re-sent sample (same metric id and name: CLS and INP are reported again as they change, beacons
 # are retried) replaces the earlier value instead of counting twice.

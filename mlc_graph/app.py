@@ -6,7 +6,7 @@ Where other parts plug in: `FEATURES` below. A feature is a function `install(ap
   `app[SERVICES]`; that same dict is handed to every request's `Context.services`, so resolvers reach
   services by name without importing aiohttp;
 - add pipeline stages or validation rules on `app[PIPELINE]` (cost, limits, persisted queries, rate
-  limits: see mlc_graph.pipeline);
+  limits: see mlc_graph.execution.pipeline);
 - add routes (`/metrics`, WebSocket subscriptions) and middlewares (`app.middlewares.append`);
 - subscribe to `app[EVENTS]` (leaderboards, subscription fan-out).
 Features run in order; tests pass their own list to `create_app(settings, features=[...])`.
@@ -21,15 +21,18 @@ from dataclasses import replace
 import asyncpg
 from aiohttp import web
 
-from mlc_graph import limits, observe, persisted, subscriptions, view, web_vitals
-from mlc_graph.auth import TokenVerifier
-from mlc_graph.config import Settings
-from mlc_graph.cost import stage as cost_stage
-from mlc_graph.db import create_pool
-from mlc_graph.events import EventBus
+from mlc_graph.execution.pipeline import Pipeline
+from mlc_graph.guards import limits, persisted
+from mlc_graph.guards.cost import stage as cost_stage
+from mlc_graph.http import view, web_vitals
 from mlc_graph.keys import EVENTS, PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS, TOKENS
-from mlc_graph.migrate import ensure_score_partitions
-from mlc_graph.pipeline import Pipeline
+from mlc_graph.observability import observe
+from mlc_graph.platform.auth import TokenVerifier
+from mlc_graph.platform.config import Settings
+from mlc_graph.platform.db import create_pool
+from mlc_graph.platform.events import EventBus
+from mlc_graph.platform.migrate import ensure_score_partitions
+from mlc_graph.ws import subscriptions
 from resolvers.schema import schema
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from mlc_graph.auth import Role, issue_token
-from mlc_graph.config import ConfigError, Settings
-from mlc_graph.migrate import ensure_score_partitions, migrate
+from mlc_graph.platform.auth import Role, issue_token
+from mlc_graph.platform.config import ConfigError, Settings
+from mlc_graph.platform.migrate import ensure_score_partitions, migrate
 
 
 async def _migrate(settings: Settings) -> list[str]:
@@ -58,13 +58,13 @@ def cmd_export_schema(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from mlc_graph.server import serve
+    from mlc_graph.http.server import serve
 
     return serve(settings, host=args.host, port=args.port, workers=args.workers)
 
 
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
-    from mlc_graph.seed import seed_command
+    from mlc_graph.tools.seed import seed_command
 
     return seed_command(settings, scale=args.scale, reset=args.reset)
 
@@ -72,7 +72,7 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_persist(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from mlc_graph.persisted import persist_files
+    from mlc_graph.guards.persisted import persist_files
 
     files = [(path, Path(path).read_text(encoding="utf-8")) for path in args.files]
     for sha256, name, path in asyncio.run(persist_files(settings, files)):
@@ -81,19 +81,19 @@ def cmd_persist(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import_students(args: argparse.Namespace, settings: Settings) -> int:
-    from mlc_graph.student_import_cli import import_students_command
+    from mlc_graph.tools.import_students import import_students_command
 
     return import_students_command(settings, args.file, args.teacher)
 
 
 def cmd_loadtest(args: argparse.Namespace, settings: Settings) -> int:
-    from mlc_graph.loadtest import run
+    from mlc_graph.tools.loadtest import run
 
     return run(args, settings)
 
 
 def cmd_tiers(args: argparse.Namespace, settings: Settings) -> int:
-    from mlc_graph.tiers import TierTable, markdown_table
+    from mlc_graph.domain.tiers import TierTable, markdown_table
 
     print(markdown_table(TierTable.from_overrides(settings.tier_overrides)))
     return 0

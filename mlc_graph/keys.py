@@ -7,10 +7,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from mlc_graph.auth import TokenVerifier
-from mlc_graph.config import Settings
-from mlc_graph.events import EventBus
-from mlc_graph.pipeline import Pipeline
+from mlc_graph.execution.pipeline import Pipeline
+from mlc_graph.platform.auth import TokenVerifier
+from mlc_graph.platform.config import Settings
+from mlc_graph.platform.events import EventBus
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)

@@ -8,7 +8,7 @@ from loaders.organizations import OrganizationRow
 from loaders.scores import ScoreRow
 from loaders.students import StudentRow
 from loaders.teachers import TeacherRow
-from mlc_graph.auth import Principal, Role
+from mlc_graph.platform.auth import Principal, Role
 
 
 def see_student(viewer: Principal, row: StudentRow | None) -> StudentRow | None:

@@ -7,9 +7,9 @@ import datetime as dt
 import strawberry
 
 from loaders.assignment_writes import complete_assignment, insert_assignments, update_assignment_status
-from mlc_graph.auth import Role
-from mlc_graph.db_errors import client_errors
-from mlc_graph.errors import BadUserInputError, ConflictError, NotFoundError
+from mlc_graph.platform.auth import Role
+from mlc_graph.platform.db_errors import client_errors
+from mlc_graph.platform.errors import BadUserInputError, ConflictError, NotFoundError
 from resolvers.access import see_assignment, see_game
 from resolvers.assignments import Assignment
 from resolvers.enums import AssignmentStatus

@@ -1,6 +1,6 @@
 """Schema directives that price a field where it is declared (Apollo demand-control style).
 
-`mlc_graph.cost` reads them once per schema at start-up; they also appear in schema.graphql so clients
+`mlc_graph.guards.cost` reads them once per schema at start-up; they also appear in schema.graphql so clients
 can see what a field costs before they send a query.
 """
 

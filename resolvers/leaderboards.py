@@ -16,8 +16,8 @@ import strawberry
 
 from loaders.games import GameRow
 from loaders.leaderboards import BoardKey, RankedRow
-from mlc_graph.auth import Principal, Role
-from mlc_graph.errors import BadUserInputError, NotFoundError
+from mlc_graph.platform.auth import Principal, Role
+from mlc_graph.platform.errors import BadUserInputError, NotFoundError
 from resolvers.access import see_game, see_student
 from resolvers.directives import ListSize
 from resolvers.enums import LeaderboardScope

@@ -8,9 +8,9 @@ Without Redis, or while it is unavailable, the lines come from PostgreSQL.
 from __future__ import annotations
 
 from loaders.leaderboards import BoardKey, RankedRow, fetch_rank, fetch_top
-from mlc_graph.live_leaderboards import LiveEntry
-from mlc_graph.realtime import realtime_of
-from mlc_graph.redis_client import RedisUnavailable
+from mlc_graph.platform.redis import RedisUnavailable
+from mlc_graph.realtime.live_boards import LiveEntry
+from mlc_graph.realtime.services import realtime_of
 from resolvers.info import Info
 
 

@@ -7,9 +7,9 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from mlc_graph.errors import ServiceUnavailableError
-from mlc_graph.ratelimit import RateLimitResult
-from mlc_graph.realtime import Realtime, realtime_of
+from mlc_graph.guards.ratelimit import RateLimitResult
+from mlc_graph.platform.errors import ServiceUnavailableError
+from mlc_graph.realtime.services import Realtime, realtime_of
 from resolvers.enums import LeaderboardScope
 from resolvers.info import Info
 from resolvers.leaderboards import Leaderboard, open_board

@@ -12,7 +12,7 @@ import orjson
 import strawberry
 
 from loaders.pagination import MAX_PAGE_SIZE, Page, PageArgs
-from mlc_graph.errors import BadUserInputError, NotFoundError
+from mlc_graph.platform.errors import BadUserInputError, NotFoundError
 
 T = TypeVar("T")
 

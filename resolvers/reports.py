@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from loaders.reports import StudentProgressRow, fetch_class_progress
-from mlc_graph.errors import ForbiddenError, NotFoundError
+from mlc_graph.platform.errors import ForbiddenError, NotFoundError
 from resolvers.access import see_teacher
 from resolvers.directives import ListSize
 from resolvers.info import Info

@@ -16,10 +16,10 @@ from loaders.score_writes import (
     insert_score,
 )
 from loaders.scores import ScoreRow
-from mlc_graph.auth import Principal, Role
-from mlc_graph.db_errors import client_errors
-from mlc_graph.errors import BadUserInputError, ConflictError, ForbiddenError, NotFoundError
-from mlc_graph.events import ScoreCommitted
+from mlc_graph.platform.auth import Principal, Role
+from mlc_graph.platform.db_errors import client_errors
+from mlc_graph.platform.errors import BadUserInputError, ConflictError, ForbiddenError, NotFoundError
+from mlc_graph.platform.events import ScoreCommitted
 from resolvers.access import see_student
 from resolvers.enums import ScoreStage
 from resolvers.info import Info

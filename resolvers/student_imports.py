@@ -5,10 +5,10 @@ from __future__ import annotations
 import strawberry
 
 from loaders.student_imports import import_students
-from mlc_graph.auth import Role
-from mlc_graph.csv_import import HeaderError, RowError, parse_roster
-from mlc_graph.db_errors import client_errors
-from mlc_graph.errors import BadUserInputError, ForbiddenError
+from mlc_graph.domain.roster import HeaderError, RowError, parse_roster
+from mlc_graph.platform.auth import Role
+from mlc_graph.platform.db_errors import client_errors
+from mlc_graph.platform.errors import BadUserInputError, ForbiddenError
 from resolvers.info import Info
 from resolvers.relay import expect_global_id
 from resolvers.write_access import require_staff

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from mlc_graph.auth import Role as AuthRole
+from mlc_graph.platform.auth import Role as AuthRole
 from resolvers.access import (
     see_assignment,
     see_game,

@@ -9,9 +9,9 @@ from typing import Any
 import strawberry
 
 from loaders.web_vitals import fetch_web_vitals_summary, insert_web_vitals
-from mlc_graph.db_errors import client_errors
-from mlc_graph.errors import BadUserInputError
-from mlc_graph.vitals import MAX_BATCH, InvalidMetric, clean_page, metrics_from
+from mlc_graph.domain.vitals import MAX_BATCH, InvalidMetric, clean_page, metrics_from
+from mlc_graph.platform.db_errors import client_errors
+from mlc_graph.platform.errors import BadUserInputError
 from resolvers.info import Info
 from resolvers.write_access import require_staff
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mlc_graph.auth import Principal, Role
-from mlc_graph.errors import ForbiddenError
+from mlc_graph.platform.auth import Principal, Role
+from mlc_graph.platform.errors import ForbiddenError
 
 
 def require_staff(viewer: Principal, action: str) -> None:

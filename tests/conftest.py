@@ -9,22 +9,10 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from mlc_graph.config import PoolSettings
-from mlc_graph.db import Executor, QueryStats, create_pool
-from mlc_graph.migrate import migrate
-
-ADMIN_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-TENANT_TABLES = (
-    "student_badges, badges, best_scores, scores, assignments, games, levels, categories, "
-    "students, teachers, organizations"
-)
-
-
-def _url_for(dbname: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{dbname}"
+from mlc_graph.platform.config import PoolSettings
+from mlc_graph.platform.db import Executor, QueryStats, create_pool
+from mlc_graph.platform.migrate import migrate
+from tests.support.database import ADMIN_URL, TENANT_TABLES, url_for
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +28,7 @@ def database_name() -> Iterator[str]:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
-        conn = await asyncpg.connect(_url_for(name))
+        conn = await asyncpg.connect(url_for(name))
         try:
             await migrate(conn)
         finally:
@@ -60,7 +48,7 @@ def database_name() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database_url(database_name: str) -> str:
-    return _url_for(database_name)
+    return url_for(database_name)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""What may refuse an operation before it runs: limits, persisted documents, cost, quotas, sessions."""

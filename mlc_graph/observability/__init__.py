@@ -1,0 +1,1 @@
+"""Request log, metrics and tracing."""

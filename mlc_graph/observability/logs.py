@@ -1,0 +1,146 @@
+"""Structured JSON logs: one line per request on `mlc_graph.access`, everything else as JSON lines too.
+
+Access lines carry ids and figures only (request id, operation, duration, status, cost, SQL count, user and
+organization ids); never tokens, names, emails or query variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from mlc_graph.platform.db import QueryStats
+
+ACCESS_LOGGER = "mlc_graph.access"
+# The LogRecord attribute carrying an access line's fields.
+FIELDS = "mlc_fields"
+REQUEST_ID_HEADER = "X-Request-ID"
+_MAX_REQUEST_ID = 128
+# Characters a caller-supplied request id may use; anything else and we mint our own (the id ends up in
+# logs and SQL comments, so it must not carry quotes, newlines or comment terminators).
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+# LogRecord attributes that are plumbing, not payload.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {
+    "message",
+    "asctime",
+}
+
+
+def request_id_from(header: str | None) -> str:
+    """The caller's X-Request-ID when it is short and plain, else a fresh one."""
+    if header and len(header) <= _MAX_REQUEST_ID and _ID_CHARS.issuperset(header):
+        return header
+    return uuid.uuid4().hex
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and whatever `extra=` added."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._second_text = ""
+
+    def _timestamp(self, created: float) -> str:
+        # Formatting a datetime costs more than the rest of an access line: do it once per second.
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._second_text}.{int((created - second) * 1000):03d}Z"
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": self._timestamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = record.__dict__.get(FIELDS)
+        if isinstance(fields, dict):
+            payload.update(fields)  # access lines: their fields in one attribute, no scan of the record
+        else:
+            for key, value in record.__dict__.items():
+                if key not in _RECORD_FIELDS and not key.startswith("_"):
+                    payload[key] = value
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(payload, default=str).decode()
+
+
+def configure_logging(level: str = "INFO", stream: Any = None) -> None:
+    """Route all logging through one JSON handler (called by the server at start, never at import)."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+@dataclass(slots=True)
+class AccessRecord:
+    """What one request did, filled in by the view and written once when the response is ready."""
+
+    request_id: str
+    method: str = "POST"
+    path: str = "/graphql"
+    operation: str | None = None
+    operation_type: str | None = None
+    category: str = "read"
+    status: int = 200
+    duration_ms: float = 0.0
+    cost: int | None = None
+    # The request's statement counter, read when the line is written (it keeps counting until then).
+    stats: QueryStats | None = None
+    user_id: int | None = None
+    org_id: int | None = None
+    role: str | None = None
+    error_codes: tuple[str, ...] = ()
+    db_target: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "request_id": self.request_id,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "duration_ms": round(self.duration_ms, 2),
+        }
+        if self.operation_type is not None:
+            out["operation"] = self.operation
+            out["operation_type"] = self.operation_type
+            out["category"] = self.category
+            out["cost"] = self.cost
+            if self.stats is not None:
+                out["sql_count"] = self.stats.statements
+                out["sql_ms"] = round(self.stats.seconds * 1000, 2)
+        if self.role is not None:
+            out["role"] = self.role
+            out["user_id"] = self.user_id
+            out["org_id"] = self.org_id
+        if self.error_codes:
+            out["errors"] = list(self.error_codes)
+        if self.db_target is not None:
+            out["db"] = self.db_target
+        return out
+
+
+def log_access(record: AccessRecord, logger: logging.Logger | None = None) -> None:
+    """Write the request's single access line."""
+    log = logger or logging.getLogger(ACCESS_LOGGER)
+    if log.isEnabledFor(logging.INFO):
+        # makeRecord + handle rather than log.info: skips the caller lookup (a stack walk per request),
+        # which an access line does not need: its logger name says where it comes from.
+        line = log.makeRecord(
+            log.name, logging.INFO, __file__, 0, "request", (), None, extra={FIELDS: record.fields()}
+        )
+        log.handle(line)

@@ -1,0 +1,364 @@
+"""The operations feature (issue 6): metrics, the JSON request log, SQL tagging, replica routing, compression.
+
+`install(app)` adds, in one place:
+- one middleware (timing, in-flight and WebSocket gauges, HTTP status counts, GraphQL latency and errors,
+  the request's single log line, then compression) so the hot path pays for one wrapper, not five;
+- a `before_execute` stage that tags the request's SQL with its operation and chooses primary or replica,
+  and an `after_execute` stage that remembers a mutation's WAL position for read-your-writes;
+- GET /metrics (guarded by MLC_METRICS_TOKEN and/or MLC_METRICS_ALLOW);
+- a startup/cleanup context for the replica pools and their probe.
+Install it before features with their own middlewares (subscriptions) so WebSocket connections pass
+through this one and are counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextvars import ContextVar
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from graphql import FieldNode, OperationDefinitionNode, OperationType
+
+from mlc_graph.execution.pipeline import PreparedRequest
+from mlc_graph.http.compression import maybe_compress
+from mlc_graph.keys import PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS
+from mlc_graph.observability.logs import AccessRecord, log_access
+from mlc_graph.observability.metrics import Metrics, MetricsGuard, metrics_handler
+from mlc_graph.platform import redis as redis_client
+from mlc_graph.platform.db import DbOptions, create_pool
+from mlc_graph.platform.replicas import LocalMarks, RedisMarks, Replica, ReplicaRouter, WriteMarks, user_key
+from mlc_graph.realtime import pubsub
+
+log = logging.getLogger(__name__)
+
+METRICS = web.AppKey("metrics", Metrics)
+# Set (before this feature installs) to trace with a given tracer, e.g. an in-memory one in tests;
+# otherwise MLC_TRACING=1 makes one that exports over OTLP (mlc_graph.observability.tracing).
+TRACER: web.AppKey[Any] = web.AppKey("tracer")
+DB_OPTIONS = web.AppKey("db_options", DbOptions)
+ROUTER = web.AppKey("replica_router", ReplicaRouter)
+
+# Top-level fields whose queries are reports (aggregations over a class): the "report" category, with the
+# longer statement timeout and the 3 s SLO.
+REPORT_FIELDS = frozenset({"classProgress"})
+SERVER_CODES = frozenset({"INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"})
+QUOTA_CODES = frozenset({"RATE_LIMITED", "SESSION_LIMIT", "QUOTA_EXCEEDED"})
+_ERRORS_MARK = b'"errors"'
+
+# The request being handled in this task: the middleware opens it, the pipeline stages fill it in.
+_current: ContextVar[AccessRecord | None] = ContextVar("mlc_access_record", default=None)
+
+
+def category_of(operation: OperationDefinitionNode) -> str:
+    if operation.operation is OperationType.MUTATION:
+        return "write"
+    if operation.operation is OperationType.SUBSCRIPTION:
+        return "realtime"
+    for selection in operation.selection_set.selections:
+        if isinstance(selection, FieldNode) and selection.name.value in REPORT_FIELDS:
+            return "report"
+    return "read"
+
+
+def error_codes(body: bytes) -> tuple[str, ...]:
+    """The `extensions.code` of each error in a JSON response body (parsed only when it has errors)."""
+    if _ERRORS_MARK not in body:
+        return ()
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ()
+    items = payload if isinstance(payload, list) else [payload]
+    codes: list[str] = []
+    for item in items:
+        for error in (item.get("errors") or []) if isinstance(item, dict) else []:
+            extensions = error.get("extensions") if isinstance(error, dict) else None
+            code = extensions.get("code") if isinstance(extensions, dict) else None
+            codes.append(code if isinstance(code, str) else "UNKNOWN")
+    return tuple(codes)
+
+
+def _outcome(status: int, codes: Iterable[str]) -> str:
+    codes = tuple(codes)
+    if status >= 500 or SERVER_CODES.intersection(codes):
+        return "error"
+    if codes or status >= 400:
+        return "rejected"
+    return "ok"
+
+
+def _document_cache_sync(app: web.Application, metrics: Metrics) -> Callable[[], None]:
+    """Carry the document cache's own hit and miss tallies into the cache counter at scrape time."""
+    hits = metrics.cache_requests.labels("document", "hit")
+    misses = metrics.cache_requests.labels("document", "miss")
+    seen = [0, 0]
+
+    def sync() -> None:
+        cache = app[PIPELINE].cache
+        # A cleared or replaced cache may restart its tallies: count from there rather than go backwards.
+        hit_delta = cache.hits - seen[0] if cache.hits >= seen[0] else cache.hits
+        miss_delta = cache.misses - seen[1] if cache.misses >= seen[1] else cache.misses
+        hits.inc(hit_delta)
+        misses.inc(miss_delta)
+        seen[:] = [cache.hits, cache.misses]
+
+    return sync
+
+
+def _subscriptions_sync(app: web.Application, metrics: Metrics) -> Callable[[], None]:
+    """Active subscriptions of this process, asked of the real-time feature's fan-out at scrape time."""
+
+    def sync() -> None:
+        realtime = app[SERVICES].get("realtime")
+        updates = getattr(realtime, "updates", None)
+        if isinstance(updates, pubsub.BoardUpdates):
+            metrics.subscriptions.set(updates.local_subscribers)
+
+    return sync
+
+
+def _middleware(app: web.Application, metrics: Metrics) -> Middleware:
+    settings = app[SETTINGS]
+    request_log = settings.request_log
+    compression = settings.compression
+    tracer = app.get(TRACER)
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        record = AccessRecord(request.get(REQUEST_ID, ""), request.method, request.path)
+        token = _current.set(record)
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        gauge = metrics.websocket_connections if websocket else metrics.inflight
+        gauge.inc()
+        response: web.StreamResponse | None = None
+        span = trace_token = None
+        if tracer is not None:
+            span, trace_token = _start_request_span(tracer, request, record)
+        try:
+            response = await handler(request)
+            record.status = response.status
+        except web.HTTPException as exc:
+            record.status = exc.status
+            raise
+        except Exception:
+            record.status = 500  # what the request-id middleware outside turns it into
+            raise
+        finally:
+            gauge.dec()
+            _current.reset(token)
+            if span is not None:
+                _end_request_span(span, trace_token, record)
+            seconds = time.perf_counter() - started
+            record.duration_ms = seconds * 1000
+            metrics.count_response(record.status)
+            if not websocket and record.path == "/graphql":
+                _observe_graphql(metrics, record, response, seconds)
+            if request_log:
+                log_access(record)
+        if compression and not websocket:
+            return await maybe_compress(request, response)
+        return response
+
+    return observe
+
+
+def _start_request_span(tracer: Any, request: web.Request, record: AccessRecord) -> tuple[Any, Any]:
+    from opentelemetry import context, trace
+    from opentelemetry.trace import SpanKind
+
+    span = tracer.start_span(
+        f"{request.method} {request.path}",
+        kind=SpanKind.SERVER,
+        attributes={
+            "http.request.method": request.method,
+            "url.path": request.path,
+            "mlc.request_id": record.request_id,
+        },
+    )
+    return span, context.attach(trace.set_span_in_context(span))
+
+
+def _end_request_span(span: Any, token: Any, record: AccessRecord) -> None:
+    from opentelemetry import context
+    from opentelemetry.trace import Status, StatusCode
+
+    if record.operation_type is not None:
+        span.update_name(f"{record.operation_type} {record.operation or 'anonymous'}")
+        span.set_attribute("graphql.operation.type", record.operation_type)
+        span.set_attribute("graphql.operation.name", record.operation or "")
+    span.set_attribute("http.response.status_code", record.status)
+    if record.status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+    span.end()
+    context.detach(token)
+
+
+def _observe_graphql(
+    metrics: Metrics, record: AccessRecord, response: web.StreamResponse | None, seconds: float
+) -> None:
+    body = response.body if isinstance(response, web.Response) else None
+    codes = error_codes(body) if isinstance(body, bytes) else ()
+    if record.operation_type is None and not codes:
+        return  # GraphiQL's page, or a request refused before it named an operation with no error body
+    record.error_codes = codes
+    for code in codes:
+        if code in QUOTA_CODES:
+            metrics.rate_limited.labels(code).inc()
+        elif code == "SERVICE_UNAVAILABLE":
+            metrics.db_unavailable.labels(record.db_target or "primary").inc()
+    stats = record.stats
+    metrics.observe_request(
+        record.operation,
+        record.category,
+        seconds,
+        _outcome(record.status, codes),
+        codes,
+        stats.statements if stats is not None else 0,
+        stats.seconds if stats is not None else 0.0,
+    )
+
+
+def _stages(app: web.Application, options: DbOptions) -> None:
+    pipeline = app[PIPELINE]
+
+    async def route_and_tag(req: PreparedRequest) -> None:
+        """Name the operation on its SQL and in the log; queries on a replica, mutations on the primary."""
+        operation = req.operation
+        assert operation is not None  # before_execute: the document is valid
+        context = req.context
+        name = req.params.operation_name or (operation.name.value if operation.name else None)
+        db = context.db
+        db.configure(options)
+        db.tag(name, context.request_id)
+        category = category_of(operation)
+        if category == "report":
+            db.use_report_timeout()
+        record = _current.get()
+        if record is not None:
+            record.operation = name
+            record.operation_type = operation.operation.value
+            record.category = category
+            record.stats = context.stats
+            principal = context.principal
+            if principal is not None:
+                record.role, record.user_id, record.org_id = (
+                    principal.role.value,
+                    principal.user_id,
+                    principal.org_id,
+                )
+        router = app.get(ROUTER)
+        if router is None or not router.enabled:
+            return
+        principal = context.principal
+        user = user_key(principal.role.value, principal.user_id) if principal is not None else None
+        if operation.operation is OperationType.QUERY:
+            route = await router.for_query(user)
+        else:
+            route = router.for_mutation()
+        if route.target != "primary":
+            db.configure(replace(options, pool_name=route.target), route.pool)
+        if record is not None:
+            record.db_target = route.target
+
+    async def after(req: PreparedRequest) -> None:
+        record = _current.get()
+        if record is not None:
+            cost = req.context.extensions.get("cost")
+            record.cost = cost.get("actualQueryCost") if isinstance(cost, dict) else cost
+        router = app.get(ROUTER)
+        operation = req.operation
+        principal = req.context.principal
+        if (
+            router is not None
+            and router.enabled
+            and principal is not None
+            and operation is not None
+            and operation.operation is OperationType.MUTATION
+        ):
+            await router.note_write(user_key(principal.role.value, principal.user_id))
+
+    # Right after authentication: nothing should run SQL untagged or on the wrong server.
+    pipeline.stages.before_execute.insert(1, route_and_tag)
+    pipeline.stages.after_execute.append(after)
+
+
+async def _replicas(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    metrics = app[METRICS]
+    primary = app[POOL]
+    metrics.add_pool("primary", primary)
+    replicas: list[Replica] = []
+    for n, url in enumerate(settings.database_read_urls, start=1):
+        name = f"replica-{n}"
+        try:
+            pool = await create_pool(url, settings.pool, application_name=f"mlc-graph-{name}")
+        except (OSError, TimeoutError) as exc:
+            log.warning(
+                "replica %s unreachable at startup (%s); reads use the primary until it answers", name, exc
+            )
+            pool = await create_pool(
+                url, replace(settings.pool, min_size=0), application_name=f"mlc-graph-{name}"
+            )
+        metrics.add_pool(name, pool)
+        replicas.append(Replica(name, pool))
+    realtime = app[SERVICES].get("realtime")
+    redis = getattr(realtime, "redis", None)
+    marks: WriteMarks = (
+        RedisMarks(redis) if isinstance(redis, redis_client.RedisState) and redis.configured else LocalMarks()
+    )
+    router = ReplicaRouter(
+        primary,
+        replicas,
+        marks,
+        window=settings.read_your_writes_seconds,
+        poll_interval=settings.replica_poll_seconds,
+        metrics=metrics,
+    )
+    app[ROUTER] = router
+    await router.start()
+    yield
+    await router.stop()
+    for replica in replicas:
+        await replica.pool.close()
+
+
+def install(app: web.Application) -> None:
+    """App feature: see the module docstring."""
+    settings = app[SETTINGS]
+    metrics = Metrics()
+    app[METRICS] = metrics
+    on_statement = None
+    if TRACER not in app and settings.tracing:
+        from mlc_graph.observability.tracing import create_tracer
+
+        app[TRACER] = create_tracer()
+    if TRACER in app:
+        from mlc_graph.observability.tracing import sql_span_recorder
+
+        on_statement = sql_span_recorder(app[TRACER])
+    options = DbOptions(
+        acquire_timeout=settings.pool.acquire_timeout,
+        report_timeout_ms=settings.pool.report_statement_timeout_ms,
+        slow_seconds=settings.slow_query_ms / 1000,
+        comment_mode=settings.sql_comment,
+        on_slow=lambda operation: metrics.slow_queries.labels(metrics.operation_label(operation)).inc(),
+        on_statement=on_statement,
+    )
+    app[DB_OPTIONS] = options
+    for collector in redis_client.collectors():
+        metrics.register(collector)
+    metrics.register(pubsub.NOTICES_DELIVERED)
+    metrics.add_sync(_document_cache_sync(app, metrics))
+    metrics.add_sync(_subscriptions_sync(app, metrics))
+    app.middlewares.append(_middleware(app, metrics))
+    _stages(app, options)
+    guard = MetricsGuard.parse(settings.metrics_token, settings.metrics_allow)
+    app.router.add_get("/metrics", metrics_handler(metrics, guard))
+    app.cleanup_ctx.append(_replicas)

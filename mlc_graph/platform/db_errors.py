@@ -1,0 +1,53 @@
+"""Database integrity errors become client errors with a code, at the one boundary the write path crosses.
+
+    asyncpg.UniqueViolationError      (23505) -> ConflictError       CONFLICT
+    asyncpg.ForeignKeyViolationError  (23503) -> NotFoundError       NOT_FOUND
+    asyncpg.CheckViolationError       (23514) -> BadUserInputError   BAD_USER_INPUT
+    asyncpg.NotNullViolationError     (23502) -> BadUserInputError   BAD_USER_INPUT
+    asyncpg.DataError                 (22xxx) -> BadUserInputError   BAD_USER_INPUT
+
+The write path validates first, so these are the backstop for races and for rules only the database
+can see (a row deleted meanwhile, a username taken between check and insert). The messages name no
+table, column or constraint: those are internals, and the server log keeps the original.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from mlc_graph.platform.errors import ApiError, BadUserInputError, ConflictError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+_MAPPING: tuple[tuple[type[asyncpg.PostgresError], type[ApiError], str], ...] = (
+    (asyncpg.UniqueViolationError, ConflictError, "This conflicts with data that already exists"),
+    (asyncpg.ForeignKeyViolationError, NotFoundError, "Something this refers to does not exist"),
+    (asyncpg.CheckViolationError, BadUserInputError, "A value is outside what is allowed"),
+    (asyncpg.NotNullViolationError, BadUserInputError, "A required value is missing"),
+    (asyncpg.DataError, BadUserInputError, "A value has the wrong form or size"),
+)
+
+
+def translate(exc: asyncpg.PostgresError) -> ApiError | None:
+    """The client error for a database error, or None when it is not the client's to fix."""
+    for db_error, api_error, message in _MAPPING:
+        if isinstance(exc, db_error):
+            return api_error(message, sqlstate=exc.sqlstate)
+    return None
+
+
+@asynccontextmanager
+async def client_errors() -> AsyncIterator[None]:
+    """Wrap a transaction: integrity and data errors leave as coded errors; anything else propagates."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        api_error = translate(exc)
+        if api_error is None:
+            raise
+        log.info("write refused by the database: %s", exc.as_dict())
+        raise api_error from exc

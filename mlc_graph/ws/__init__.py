@@ -1,0 +1,1 @@
+"""GraphQL over WebSocket: the subscription protocols."""

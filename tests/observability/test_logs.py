@@ -1,0 +1,141 @@
+"""JSON access lines, request ids, the slow-query log and the SQL comment seen from pg_stat_activity."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import asyncpg
+import orjson
+import pytest
+
+from mlc_graph.observability.logs import (
+    ACCESS_LOGGER,
+    AccessRecord,
+    JsonFormatter,
+    log_access,
+    request_id_from,
+)
+from mlc_graph.platform.db import DbOptions, Executor, QueryStats
+from mlc_graph.platform.sqlcomment import SLOW_LOGGER, build_comment, comment_for, normalize
+from tests.support import factories
+from tests.support.database import TENANT_TABLES
+from tests.support.http import app_client, bearer, http_settings
+
+SELECT_OWN_QUERY = "SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+
+
+def test_request_ids_are_accepted_when_plain_and_minted_otherwise() -> None:
+    assert request_id_from("abc-123_x.y:z") == "abc-123_x.y:z"
+    minted = {request_id_from(bad) for bad in (None, "", "a b", "x*/;DROP", "é", "a" * 129)}
+    assert len(minted) == 6
+    assert all(len(m) == 32 and m.isalnum() for m in minted)
+
+
+def test_access_line_is_one_json_object_with_ids_and_figures_only() -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("test.access")
+    logger.propagate = False
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        log_access(
+            AccessRecord(
+                request_id="r1", operation="Dash", operation_type="query", category="read", status=200,
+                duration_ms=12.345, cost=42, stats=QueryStats(3, 0.0015), user_id=7, org_id=2, role="STUDENT",
+                error_codes=("NOT_FOUND",),
+            ),
+            logger,
+        )  # fmt: skip
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    line = orjson.loads(lines[0])
+    assert line["msg"] == "request"
+    assert {k: line[k] for k in ("request_id", "operation", "status", "cost", "sql_count", "user_id", "org_id")} == {
+        "request_id": "r1", "operation": "Dash", "status": 200, "cost": 42, "sql_count": 3, "user_id": 7, "org_id": 2,
+    }  # fmt: skip
+    assert line["duration_ms"] == 12.35
+    assert line["errors"] == ["NOT_FOUND"]
+    assert not {"token", "authorization", "variables", "first_name", "email"} & set(line)
+
+
+def test_comments_follow_sqlcommenter_and_cannot_close_early() -> None:
+    assert build_comment("Dash") == " /*application='mlc-graph',operation='Dash'*/"
+    assert build_comment("Dash", "r-1") == " /*application='mlc-graph',operation='Dash',request_id='r-1'*/"
+    hostile = build_comment("x*/ DROP TABLE students; /*'", "r")
+    assert hostile.count("*/") == 1 and hostile.endswith("*/")
+    assert comment_for("off", "Dash", "r") == ""
+    assert comment_for("operation", "Dash", "r") == build_comment("Dash")
+    assert normalize("SELECT  1\n  FROM t" + build_comment("Dash", "r")) == "SELECT 1 FROM t"
+
+
+async def test_sql_carries_the_operation_and_request_id_into_pg_stat_activity(clean_db: asyncpg.Pool) -> None:
+    db = Executor(clean_db, QueryStats(), options=DbOptions(comment_mode="full"))
+    db.tag("StudentDashboard", "req-42")
+    seen = await db.fetchval(SELECT_OWN_QUERY)
+    assert seen.endswith("/*application='mlc-graph',operation='StudentDashboard',request_id='req-42'*/")
+    async with db.transaction() as tx:
+        assert "request_id='req-42'" in await tx.fetchval(SELECT_OWN_QUERY)
+
+
+async def test_default_comment_keeps_the_statement_cache_by_leaving_out_the_request_id(
+    clean_db: asyncpg.Pool,
+) -> None:
+    db = Executor(clean_db, QueryStats())
+    db.tag("StudentDashboard", "req-43")
+    seen = await db.fetchval(SELECT_OWN_QUERY)
+    assert seen.endswith("/*application='mlc-graph',operation='StudentDashboard'*/")
+
+
+async def test_slow_statements_are_logged_with_redacted_parameters_and_counted(
+    clean_db: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    slow: list[str | None] = []
+    db = Executor(clean_db, QueryStats(), options=DbOptions(slow_seconds=0.02, on_slow=slow.append))
+    db.tag("ClassProgress", "req-7")
+    with caplog.at_level(logging.WARNING, logger=SLOW_LOGGER):
+        await db.fetchval("SELECT 1 FROM pg_sleep(0.05)\n WHERE $1::text <> 'x'", "secret-value")
+        await db.fetchval("SELECT 2")  # fast: not logged
+    records = [r for r in caplog.records if r.name == SLOW_LOGGER]
+    assert len(records) == 1
+    record = records[0].__dict__
+    assert record["sql"] == "SELECT 1 FROM pg_sleep(0.05) WHERE $1::text <> 'x'"
+    assert record["params"] == ["?"]
+    assert "secret-value" not in str(record)
+    assert (record["operation"], record["request_id"]) == ("ClassProgress", "req-7")
+    assert record["duration_ms"] >= 20
+    assert slow == ["ClassProgress"]
+
+
+async def test_each_request_writes_one_access_line_with_its_request_id(
+    database_url: str, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    await pool.execute(f"TRUNCATE {TENANT_TABLES} RESTART IDENTITY CASCADE")
+    org = await factories.make_org(pool)
+    teacher_id = await factories.make_teacher(pool, org)
+    auth = bearer("teacher", teacher_id, org)
+    async with app_client(http_settings(database_url)) as client:
+        with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+            response = await client.post(
+                "/graphql",
+                json={"query": "query Me { viewer { teacher { displayName } } }"},
+                headers={**auth, "X-Request-ID": "trace-abc.1"},
+            )
+    assert response.headers["X-Request-ID"] == "trace-abc.1"
+    lines = [r for r in caplog.records if r.name == ACCESS_LOGGER]
+    assert len(lines) == 1
+    line = orjson.loads(JsonFormatter().format(lines[0]))
+    assert line["request_id"] == "trace-abc.1"
+    assert (line["operation"], line["operation_type"], line["category"]) == ("Me", "query", "read")
+    assert (line["status"], line["role"], line["user_id"], line["org_id"]) == (
+        200,
+        "TEACHER",
+        teacher_id,
+        org,
+    )
+    assert line["sql_count"] >= 1
+    assert auth["Authorization"].split()[1] not in lines[0].getMessage() + str(line)

@@ -1,0 +1,1 @@
+"""What the tests share: databases, HTTP servers, factories, clusters and Redis servers."""
