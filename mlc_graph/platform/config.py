@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEV_JWT_SECRET = "mlc-dev-secret-not-for-production"  # noqa: S105 - refused when MLC_ENV=production
@@ -14,38 +16,125 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the server refuses to start."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DATABASE_SCHEMES = ("postgresql", "postgres")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _refuse(name: str, raw: str, allowed: str) -> ConfigError:
+    # One line an operator can act on: the variable, the value it had, and what it may be.
+    return ConfigError(f"{name}={raw!r} is not allowed: {allowed}")
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
+        return None
+    return raw.strip()
+
+
+def _range_text(low: float, high: float | None) -> str:
+    return f"from {low:g} to {high:g}" if high is not None else f"{low:g} or more"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int = 0, high: int | None = None) -> int:
+    raw = _raw(env, name)
+    if raw is None:
         return default
+    allowed = f"an integer {_range_text(low, high)}"
     try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+        value = int(raw)
+    except ValueError:
+        raise _refuse(name, raw, allowed) from None
+    if value < low or (high is not None and value > high):
+        raise _refuse(name, raw, allowed)
+    return value
+
+
+def _float(
+    env: Mapping[str, str], name: str, default: float, low: float = 0.0, positive: bool = False
+) -> float:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    allowed = "a number above 0" if positive else f"a number {_range_text(low, None)}"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _refuse(name, raw, allowed) from None
+    # `value != value` catches nan, which compares false with every bound.
+    if value != value or value in (float("inf"), float("-inf")) or value < low or (positive and value <= 0):
+        raise _refuse(name, raw, allowed)
+    return value
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
+    raw = _raw(env, name)
+    if raw is None:
         return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+    word = raw.lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise _refuse(name, raw, f"one of {', '.join(TRUE_WORDS)} (on) or {', '.join(FALSE_WORDS)} (off)")
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
-    raw = (env.get(name) or default).strip().lower()
-    if raw not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    if raw.lower() not in allowed:
+        raise _refuse(name, raw, f"one of {', '.join(allowed)}")
+    return raw.lower()
+
+
+def _url(name: str, schemes: tuple[str, ...], raw: str) -> str:
+    scheme, sep, rest = raw.partition("://")
+    if not sep or scheme.lower() not in schemes or not rest:
+        raise _refuse(name, raw, f"a URL starting with {' or '.join(s + '://' for s in schemes)}")
     return raw
+
+
+def _networks(env: Mapping[str, str], name: str) -> str:
+    raw = env.get(name, "")
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise _refuse(name, part, "comma-separated addresses or networks (10.0.0.0/8, ::1)") from None
+    return raw
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Browser origins as a browser sends them: scheme://host[:port], no path; `*` alone allows any."""
+    origins: list[str] = []
+    for part in (p.strip() for p in env.get(name, "").split(",")):
+        if not part:
+            continue
+        if part == "*":
+            origins.append(part)
+            continue
+        parsed = urlsplit(part)
+        try:
+            port_ok = parsed.port is None or parsed.port > 0
+        except ValueError:
+            port_ok = False
+        if (
+            parsed.scheme not in ("http", "https")
+            or not parsed.hostname
+            or parsed.path not in ("", "/")
+            or parsed.query
+            or parsed.fragment
+            or not port_ok
+        ):
+            raise _refuse(name, part, "comma-separated origins like https://app.example.com or *")
+        origins.append(f"{parsed.scheme}://{parsed.netloc.lower()}")
+    return tuple(origins)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,62 +210,71 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every setting; the first bad one raises ConfigError naming it (one line)."""
         env = os.environ if env is None else env
-        mode = env.get("MLC_ENV", "development").strip().lower() or "development"
+        mode = _choice(env, "MLC_ENV", ("development", "production"), "development")
         secret = env.get("MLC_JWT_SECRET", "")
         if mode == "production" and (not secret or secret == DEV_JWT_SECRET or len(secret) < 32):
             raise ConfigError("MLC_ENV=production needs MLC_JWT_SECRET of at least 32 characters")
-        read_urls = tuple(u.strip() for u in env.get("DATABASE_READ_URL", "").split(",") if u.strip())
+        read_urls = tuple(
+            _url("DATABASE_READ_URL", DATABASE_SCHEMES, u.strip())
+            for u in env.get("DATABASE_READ_URL", "").split(",")
+            if u.strip()
+        )
+        database_url = _raw(env, "DATABASE_URL")
+        redis_url = _raw(env, "REDIS_URL")
         pool = PoolSettings(
-            min_size=_int(env, "MLC_DB_POOL_MIN", 2),
-            max_size=_int(env, "MLC_DB_POOL_MAX", 20),
+            min_size=_int(env, "MLC_DB_POOL_MIN", 2, low=0),
+            max_size=_int(env, "MLC_DB_POOL_MAX", 20, low=1),
             max_inactive_lifetime=_float(env, "MLC_DB_POOL_IDLE_SECONDS", 30.0),
-            acquire_timeout=_float(env, "MLC_DB_ACQUIRE_TIMEOUT", 5.0),
-            max_queries=_int(env, "MLC_DB_MAX_QUERIES", 7500),
-            read_statement_timeout_ms=_int(env, "MLC_READ_TIMEOUT_MS", 5000),
-            report_statement_timeout_ms=_int(env, "MLC_REPORT_TIMEOUT_MS", 30000),
-            statement_cache_size=_int(env, "MLC_DB_STATEMENT_CACHE_SIZE", 100),
+            acquire_timeout=_float(env, "MLC_DB_ACQUIRE_TIMEOUT", 5.0, positive=True),
+            max_queries=_int(env, "MLC_DB_MAX_QUERIES", 7500, low=1),
+            read_statement_timeout_ms=_int(env, "MLC_READ_TIMEOUT_MS", 5000, low=1),
+            report_statement_timeout_ms=_int(env, "MLC_REPORT_TIMEOUT_MS", 30000, low=1),
+            statement_cache_size=_int(env, "MLC_DB_STATEMENT_CACHE_SIZE", 100, low=0),
         )
         if pool.min_size > pool.max_size:
-            raise ConfigError("MLC_DB_POOL_MIN must not exceed MLC_DB_POOL_MAX")
+            raise _refuse("MLC_DB_POOL_MIN", str(pool.min_size), f"at most MLC_DB_POOL_MAX ({pool.max_size})")
         return cls(
             env=mode,
-            host=env.get("HOST", "127.0.0.1"),
-            port=_int(env, "PORT", 8000),
-            database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            host=_raw(env, "HOST") or "127.0.0.1",
+            port=_int(env, "PORT", 8000, low=1, high=65535),
+            database_url=(
+                _url("DATABASE_URL", DATABASE_SCHEMES, database_url) if database_url else DEFAULT_DATABASE_URL
+            ),
             database_read_urls=read_urls,
-            redis_url=env.get("REDIS_URL") or None,
+            redis_url=_url("REDIS_URL", REDIS_SCHEMES, redis_url) if redis_url else None,
             jwt_secret=secret or DEV_JWT_SECRET,
             pool=pool,
-            cost_budget=_int(env, "MLC_COST_BUDGET", 5000),
-            max_depth=_int(env, "MLC_MAX_DEPTH", 15),
-            max_aliases=_int(env, "MLC_MAX_ALIASES", 30),
-            max_tokens=_int(env, "MLC_MAX_TOKENS", 5000),
-            max_document_chars=_int(env, "MLC_MAX_DOCUMENT_CHARS", 50_000),
-            max_body_bytes=_int(env, "MLC_MAX_BODY_BYTES", 1_000_000),
-            max_directives_per_field=_int(env, "MLC_MAX_DIRECTIVES_PER_FIELD", 5),
-            max_repeated_fields=_int(env, "MLC_MAX_REPEATED_FIELDS", 10),
+            cost_budget=_int(env, "MLC_COST_BUDGET", 5000, low=1),
+            max_depth=_int(env, "MLC_MAX_DEPTH", 15, low=1),
+            max_aliases=_int(env, "MLC_MAX_ALIASES", 30, low=0),
+            max_tokens=_int(env, "MLC_MAX_TOKENS", 5000, low=1),
+            max_document_chars=_int(env, "MLC_MAX_DOCUMENT_CHARS", 50_000, low=1),
+            max_body_bytes=_int(env, "MLC_MAX_BODY_BYTES", 1_000_000, low=1),
+            max_directives_per_field=_int(env, "MLC_MAX_DIRECTIVES_PER_FIELD", 5, low=0),
+            max_repeated_fields=_int(env, "MLC_MAX_REPEATED_FIELDS", 10, low=1),
             batching_enabled=_bool(env, "MLC_BATCHING", False),
-            max_batch_operations=_int(env, "MLC_MAX_BATCH_OPERATIONS", 10),
-            document_cache_size=_int(env, "MLC_DOCUMENT_CACHE_SIZE", 1024),
+            max_batch_operations=_int(env, "MLC_MAX_BATCH_OPERATIONS", 10, low=1),
+            document_cache_size=_int(env, "MLC_DOCUMENT_CACHE_SIZE", 1024, low=1),
             slow_query_ms=_float(env, "MLC_SLOW_QUERY_MS", 1000.0),
-            session_idle_seconds=_int(env, "MLC_SESSION_IDLE_SECONDS", 900),
+            session_idle_seconds=_int(env, "MLC_SESSION_IDLE_SECONDS", 900, low=1),
             tier_overrides=env.get("MLC_TIER_OVERRIDES", ""),
             redis_prefix=env.get("MLC_REDIS_PREFIX") or "mlc:",
-            max_subscriptions_per_connection=_int(env, "MLC_MAX_SUBSCRIPTIONS", 10),
-            leaderboard_coalesce_ms=_int(env, "MLC_LEADERBOARD_COALESCE_MS", 250),
+            max_subscriptions_per_connection=_int(env, "MLC_MAX_SUBSCRIPTIONS", 10, low=1),
+            leaderboard_coalesce_ms=_int(env, "MLC_LEADERBOARD_COALESCE_MS", 250, low=0),
             trusted_documents_only=_bool(env, "MLC_TRUSTED_DOCUMENTS", False),
             metrics_token=env.get("MLC_METRICS_TOKEN") or None,
             debug_sql_count=_bool(env, "MLC_DEBUG_SQL_COUNT", mode != "production"),
-            workers=_int(env, "MLC_WORKERS", 0),
+            workers=_int(env, "MLC_WORKERS", 0, low=0, high=1024),
             shutdown_timeout=_float(env, "MLC_SHUTDOWN_TIMEOUT", 10.0),
             access_log=_bool(env, "MLC_ACCESS_LOG", False),
-            metrics_allow=env.get("MLC_METRICS_ALLOW", ""),
+            metrics_allow=_networks(env, "MLC_METRICS_ALLOW"),
             sql_comment=_choice(env, "MLC_SQL_COMMENT", ("operation", "full", "off"), "operation"),
             read_your_writes_seconds=_float(env, "MLC_READ_YOUR_WRITES_SECONDS", 30.0),
-            replica_poll_seconds=_float(env, "MLC_REPLICA_POLL_SECONDS", 0.5),
+            replica_poll_seconds=_float(env, "MLC_REPLICA_POLL_SECONDS", 0.5, positive=True),
             request_log=_bool(env, "MLC_REQUEST_LOG", True),
-            log_level=(env.get("MLC_LOG_LEVEL") or "INFO").upper(),
+            log_level=_choice(env, "MLC_LOG_LEVEL", tuple(x.lower() for x in LOG_LEVELS), "info").upper(),
             compression=_bool(env, "MLC_COMPRESSION", True),
             tracing=_bool(env, "MLC_TRACING", False),
             executor=_choice(env, "MLC_EXECUTOR", ("compiled", "graphql-core"), "compiled"),
