@@ -72,6 +72,20 @@ def test_games_times_their_category_games_is_refused_naming_the_multiplier(analy
     assert "`games.edges.node.category.games`" in error.message
 
 
+def test_refusal_hint_names_only_arguments_the_path_takes(analyzer: CostAnalyzer) -> None:
+    """No connection has `last`: the hint says `first`, and a path of fixed-size lists names none."""
+    with pytest.raises(QueryTooComplexError) as refused:
+        analyzer.analyze(parse(BOMB)).check(BUDGET)
+    assert "lower `first` along that path" in refused.value.message
+    assert "last" not in refused.value.message
+    fixed = "{ categories { id } }"
+    with pytest.raises(QueryTooComplexError) as by_size:
+        analyzer.analyze(parse(fixed)).check(5)
+    assert "`categories`" in by_size.value.message
+    assert "select fewer of them" in by_size.value.message
+    assert "first" not in by_size.value.message
+
+
 def test_first_from_literal_variable_variable_default_and_schema_default(analyzer: CostAnalyzer) -> None:
     query = "query($n: Int) { games(first: $n) { edges { node { id } } } }"
     assert cost(analyzer, query, {"n": 7}) == 8

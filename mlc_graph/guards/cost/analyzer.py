@@ -22,7 +22,7 @@ from graphql import (
 from graphql.language import FieldNode, InlineFragmentNode
 
 from mlc_graph.guards.cost.plan import CostValidationError, Planner, Selection
-from mlc_graph.guards.cost.report import actual_cost, breakdown, describe_path, heaviest_path
+from mlc_graph.guards.cost.report import actual_cost, breakdown, describe_path, heaviest_path, lowering_hint
 from mlc_graph.guards.cost.weights import build_weight_table
 from mlc_graph.platform.errors import ApiError
 
@@ -63,8 +63,7 @@ class CostAnalysis:
         factor, path = heaviest_path(self.plan)
         where = describe_path(path)
         hint = (
-            f" Most of it comes from `{where}`, which is asked for {factor} times:"
-            " request fewer items there (first/last) or split the query."
+            f" Most of it comes from `{where}`, which is asked for {factor} times: {lowering_hint(path)}."
             if path
             else " Select fewer fields or split the query."
         )

@@ -57,6 +57,7 @@ class PlanField:
     sized_by_parent: bool  # a connection's `edges`: its size is the connection's `first`
     selection: Selection | None  # None for scalars and enums
     cost: int  # size x (weight + selection cost); the weight alone for leaves
+    slicing: tuple[str, ...] = ()  # the arguments that set `size` (what a refusal tells the client to lower)
 
 
 @dataclass(slots=True, eq=False)
@@ -249,5 +250,12 @@ class Planner:
             depth + 1,
         )
         return PlanField(
-            key, coordinate, spec.weight, size, by_parent, selection, size * (spec.weight + selection.cost)
+            key,
+            coordinate,
+            spec.weight,
+            size,
+            by_parent,
+            selection,
+            size * (spec.weight + selection.cost),
+            tuple(name for name in spec.slicing_arguments if definition.args.get(name) is not None),
         )

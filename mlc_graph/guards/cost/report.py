@@ -78,6 +78,16 @@ def describe_path(path: tuple[PlanField, ...]) -> str:
     return ".".join(field.key for field in path)
 
 
+def lowering_hint(path: tuple[PlanField, ...]) -> str:
+    """What to change along the heaviest path: the slicing arguments its fields really have (connections
+    take `first` only), or, when no field on it takes one, fewer of those fields."""
+    arguments = sorted({name for field in path for name in field.slicing})
+    if not arguments:
+        return "select fewer of them or split the query"
+    named = " or ".join(f"`{name}`" for name in arguments)
+    return f"lower {named} along that path or split the query"
+
+
 def breakdown(selection: Selection, limit: int = BREAKDOWN_LIMIT) -> list[dict[str, Any]]:
     """Per response path: how many values the field returns in total and the cost they add."""
     entries: list[dict[str, Any]] = []
