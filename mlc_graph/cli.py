@@ -95,7 +95,7 @@ def cmd_loadtest(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_tiers(args: argparse.Namespace, settings: Settings) -> int:
     from mlc_graph.domain.tiers import TierTable, markdown_table
 
-    print(markdown_table(TierTable.from_overrides(settings.tier_overrides)))
+    print(markdown_table(TierTable.from_overrides(settings.tier_overrides), settings.cost_budget))
     return 0
 
 

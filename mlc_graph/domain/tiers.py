@@ -91,8 +91,9 @@ class TierTable:
         return cls(tiers)
 
 
-def markdown_table(table: TierTable) -> str:
-    """The tier table as Markdown, for the docs (kept in step with the code by a test)."""
+def markdown_table(table: TierTable, default_budget: int | None = None) -> str:
+    """The tier table as Markdown. Without `default_budget` (the docs, kept in step with the code by a
+    test) a tier without its own cost budget reads `MLC_COST_BUDGET`; with it, the number in effect."""
     lines = [
         "| tier | students | API requests per user per hour | cost points per user per hour "
         "| concurrent sessions per organization | cost budget per operation |",
@@ -100,7 +101,8 @@ def markdown_table(table: TierTable) -> str:
     ]
     for tier in table.rows():
         students = "seat_count" if tier.students is None else str(tier.students)
-        budget = "MLC_COST_BUDGET" if tier.cost_budget is None else f"{tier.cost_budget:,}"
+        budget_in_effect = default_budget if tier.cost_budget is None else tier.cost_budget
+        budget = "MLC_COST_BUDGET" if budget_in_effect is None else f"{budget_in_effect:,}"
         quotas = f"{tier.requests_per_hour:,} | {tier.cost_per_hour:,} | {tier.sessions} | {budget}"
         lines.append(f"| {tier.name} | {students} | {quotas} |")
     return "\n".join(lines)
