@@ -5,13 +5,20 @@ from __future__ import annotations
 from collections.abc import Hashable
 from functools import cached_property
 
-from loaders.assignments import AssignmentRow, fetch_assignment_pages_by_students, fetch_assignments_by_ids
+from loaders.assignments import (
+    AssignmentRow,
+    count_assignments_by_students,
+    fetch_assignment_pages_by_students,
+    fetch_assignments_by_ids,
+)
 from loaders.badges import BadgeRow, EarnedBadgeRow, fetch_badges_by_ids, fetch_earned_badges_by_students
 from loaders.base import Loader
 from loaders.games import (
     CategoryRow,
+    GameFilterArgs,
     GameRow,
     LevelRow,
+    count_library,
     count_live_games_by_categories,
     fetch_categories_by_ids,
     fetch_game_pages_by_categories,
@@ -24,6 +31,7 @@ from loaders.pagination import Page, PageArgs
 from loaders.scores import (
     BestScoreRow,
     ScoreRow,
+    count_scores_by_students,
     fetch_best_scores,
     fetch_score_pages_by_students,
     fetch_scores_by_ids,
@@ -94,6 +102,10 @@ class Loaders:
         return Loader(self.db, fetch_library_pages)
 
     @cached_property
+    def library_count(self) -> Loader[GameFilterArgs, int]:
+        return Loader(self.db, count_library)
+
+    @cached_property
     def game_pages_by_category(self) -> Loader[tuple[int, PageArgs], Page[GameRow]]:
         return Loader(self.db, fetch_game_pages_by_categories)
 
@@ -110,6 +122,10 @@ class Loaders:
         return Loader(self.db, fetch_assignment_pages_by_students)
 
     @cached_property
+    def assignment_count_by_student(self) -> Loader[tuple[int, Hashable], int]:
+        return Loader(self.db, count_assignments_by_students)
+
+    @cached_property
     def scores_by_id(self) -> Loader[int, ScoreRow | None]:
         return Loader(self.db, fetch_scores_by_ids)
 
@@ -120,6 +136,10 @@ class Loaders:
     @cached_property
     def score_pages_by_student(self) -> Loader[tuple[int, PageArgs], Page[ScoreRow]]:
         return Loader(self.db, fetch_score_pages_by_students)
+
+    @cached_property
+    def score_count_by_student(self) -> Loader[tuple[int, Hashable], int]:
+        return Loader(self.db, count_scores_by_students)
 
     @cached_property
     def best_score_by_student_game(self) -> Loader[tuple[int, int], BestScoreRow | None]:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from loaders.base import by_id, check_columns
-from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_by_parent
+from loaders.pagination import (
+    EMPTY_PAGE,
+    Page,
+    PageArgs,
+    counts_in_key_order,
+    group_by_args,
+    pages_by_parent,
+    parents_by_filter,
+)
 from mlc_graph.platform.db import Executor
 
 _COLUMNS = "id, org_id, student_id, game_id, teacher_id, status, due_date, created_at, completed_at"
@@ -31,6 +39,13 @@ SELECT_ASSIGNMENT_PAGES_BY_STATUS = _PAGE.format(status="AND status = $3::text",
 SELECT_ASSIGNMENT_PAGES_BY_STATUS_AFTER = _PAGE.format(
     status="AND status = $3::text", after=_AFTER_WITH_STATUS
 )
+
+_COUNT = """
+SELECT student_id, count(*) AS n FROM assignments
+WHERE student_id = ANY($1::bigint[]) {status} GROUP BY student_id
+"""
+COUNT_ASSIGNMENTS_BY_STUDENTS = _COUNT.format(status="")
+COUNT_ASSIGNMENTS_BY_STUDENTS_AND_STATUS = _COUNT.format(status="AND status = $2::text")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +95,15 @@ async def fetch_assignment_pages_by_students(
         for student_id in student_ids:
             found[(student_id, args)] = pages.get(student_id, EMPTY_PAGE)
     return [found[key] for key in keys]
+
+
+async def count_assignments_by_students(db: Executor, keys: Sequence[tuple[int, Hashable]]) -> list[int]:
+    """Every assignment of each (student id, status or None) key, not just one page."""
+    counted: dict[tuple[int, Hashable], int] = {}
+    for status, student_ids in parents_by_filter(keys).items():
+        if status is None:
+            rows = await db.fetch(COUNT_ASSIGNMENTS_BY_STUDENTS, student_ids)
+        else:
+            rows = await db.fetch(COUNT_ASSIGNMENTS_BY_STUDENTS_AND_STATUS, student_ids, status)
+        counted.update(((r["student_id"], status), r["n"]) for r in rows)
+    return counts_in_key_order(keys, counted)

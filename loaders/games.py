@@ -91,16 +91,23 @@ class GameFilterArgs:
 
 _FILTER_COLUMNS = ("category_id", "level_id", "difficulty")
 
+_LIBRARY_COUNT = "SELECT count(*) FROM games WHERE status = 'live' {filters}"
 
-def _build_library_sql(present: tuple[bool, bool, bool], with_after: bool) -> str:
+
+def _filter_clauses(present: tuple[bool, bool, bool], first_param: int) -> str:
     clauses: list[str] = []
-    param = 4 if with_after else 2
+    param = first_param
     for column, on in zip(_FILTER_COLUMNS, present, strict=True):
         if on:
             cast = "text" if column == "difficulty" else "bigint"
             clauses.append(f"AND {column} = ${param}::{cast}")
             param += 1
-    return _LIBRARY.format(filters=" ".join(clauses), after=_AFTER_LIBRARY if with_after else "")
+    return " ".join(clauses)
+
+
+def _build_library_sql(present: tuple[bool, bool, bool], with_after: bool) -> str:
+    filters = _filter_clauses(present, 4 if with_after else 2)
+    return _LIBRARY.format(filters=filters, after=_AFTER_LIBRARY if with_after else "")
 
 
 # Every filter shape's statement, built once at import from constant fragments (no values inside).
@@ -110,6 +117,13 @@ LIBRARY_STATEMENTS: dict[tuple[tuple[bool, bool, bool], bool], str] = {
     for lv in (False, True)
     for d in (False, True)
     for after in (False, True)
+}
+
+LIBRARY_COUNT_STATEMENTS: dict[tuple[bool, bool, bool], str] = {
+    (c, lv, d): _LIBRARY_COUNT.format(filters=_filter_clauses((c, lv, d), 1))
+    for c in (False, True)
+    for lv in (False, True)
+    for d in (False, True)
 }
 
 
@@ -152,6 +166,17 @@ async def fetch_library_pages(db: Executor, keys: Sequence[tuple[Hashable, PageA
         rows = [GameRow(*r) for r in await db.fetch(sql, *params)]
         pages.append(Page(tuple(rows[: args.first]), len(rows) > args.first))
     return pages
+
+
+async def count_library(db: Executor, keys: Sequence[GameFilterArgs]) -> list[int]:
+    """Every live game matching each filter (the library's totalCount): one statement per filter."""
+    counts: list[int] = []
+    for filters in keys:
+        values = [getattr(filters, column) for column in _FILTER_COLUMNS]
+        present = (values[0] is not None, values[1] is not None, values[2] is not None)
+        sql = LIBRARY_COUNT_STATEMENTS[present]
+        counts.append(await db.fetchval(sql, *(v for v in values if v is not None)))
+    return counts
 
 
 async def fetch_game_pages_by_categories(

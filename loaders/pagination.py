@@ -36,6 +36,22 @@ def group_by_args(keys: Sequence[tuple[int, PageArgs]]) -> dict[PageArgs, list[i
     return groups
 
 
+def parents_by_filter(keys: Sequence[tuple[int, Hashable]]) -> dict[Hashable, list[int]]:
+    """Count keys (parent id, filter): parents under the same filter share one counting statement."""
+    groups: dict[Hashable, list[int]] = defaultdict(list)
+    for parent_id, filter_ in keys:
+        if parent_id not in groups[filter_]:
+            groups[filter_].append(parent_id)
+    return groups
+
+
+def counts_in_key_order(
+    keys: Sequence[tuple[int, Hashable]], counted: dict[tuple[int, Hashable], int]
+) -> list[int]:
+    """One count per key; a parent without rows counted 0."""
+    return [counted.get(key, 0) for key in keys]
+
+
 def pages_by_parent(rows: Sequence[R], parent_of: Callable[[R], int], first: int) -> dict[int, Page[R]]:
     """Split rows (already ordered per parent, each parent at most first + 1) into pages."""
     buckets: dict[int, list[R]] = defaultdict(list)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from loaders.base import by_id
-from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_by_parent
+from loaders.pagination import (
+    EMPTY_PAGE,
+    Page,
+    PageArgs,
+    counts_in_key_order,
+    group_by_args,
+    pages_by_parent,
+    parents_by_filter,
+)
 from mlc_graph.platform.db import Executor
 
 _COLUMNS = "id, org_id, student_id, game_id, score, stage, created_at"
@@ -27,6 +35,12 @@ SELECT_SCORE_PAGES_BY_GAME = _PAGE.format(game="AND game_id = $3::bigint", after
 SELECT_SCORE_PAGES_BY_GAME_AFTER = _PAGE.format(
     game="AND game_id = $3::bigint", after="AND (created_at, id) < ($4::timestamptz, $5::bigint)"
 )
+_COUNT = """
+SELECT student_id, count(*) AS n FROM scores
+WHERE student_id = ANY($1::bigint[]) {game} GROUP BY student_id
+"""
+COUNT_SCORES_BY_STUDENTS = _COUNT.format(game="")
+COUNT_SCORES_BY_STUDENTS_AND_GAME = _COUNT.format(game="AND game_id = $2::bigint")
 SELECT_SCORES_BY_IDS = f"SELECT {_COLUMNS} FROM scores WHERE id = ANY($1::bigint[])"  # noqa: S608
 SELECT_BEST_SCORES = """
 SELECT b.student_id, b.game_id, b.score, b.achieved_at
@@ -80,6 +94,18 @@ async def fetch_score_pages_by_students(
         for student_id in student_ids:
             found[(student_id, args)] = pages.get(student_id, EMPTY_PAGE)
     return [found[key] for key in keys]
+
+
+async def count_scores_by_students(db: Executor, keys: Sequence[tuple[int, Hashable]]) -> list[int]:
+    """Every score of each (student id, game id or None) key, not just one page."""
+    counted: dict[tuple[int, Hashable], int] = {}
+    for game_id, student_ids in parents_by_filter(keys).items():
+        if game_id is None:
+            rows = await db.fetch(COUNT_SCORES_BY_STUDENTS, student_ids)
+        else:
+            rows = await db.fetch(COUNT_SCORES_BY_STUDENTS_AND_GAME, student_ids, game_id)
+        counted.update(((r["student_id"], game_id), r["n"]) for r in rows)
+    return counts_in_key_order(keys, counted)
 
 
 async def fetch_scores_by_ids(db: Executor, ids: Sequence[int]) -> list[ScoreRow | None]:

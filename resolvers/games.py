@@ -107,8 +107,13 @@ async def resolve_games(
             difficulty=filter.difficulty.value if filter.difficulty is not None else None,
         )
     args = page_args(first, after, (dt.datetime, int), filters)
-    page = await info.context.loaders.library_pages.load(("library", args))
-    return connection_from_page(page, after is not None)
+    loaders = info.context.loaders
+    page = await loaders.library_pages.load(("library", args))
+
+    async def count() -> int:
+        return await loaders.library_count.load(filters)
+
+    return connection_from_page(page, after is not None, count)
 
 
 async def resolve_categories(info: Info) -> list[Category]:

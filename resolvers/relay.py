@@ -128,23 +128,28 @@ class Edge(Generic[T]):
 
 
 async def resolve_total_count(root: Connection[Any]) -> int:
-    return len(root.edges) if root._count is None else await root._count()
+    # Each connection counts its whole list through a DataLoader, so the count runs only when selected
+    # and one statement serves every parent of a level (issue 12: len(edges) was the page size).
+    return await root._count()
+
+
+async def count_nothing() -> int:
+    """The count of a list the viewer may not see: empty, like its page."""
+    return 0
 
 
 @strawberry.type
 class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo
-    _count: strawberry.Private[Callable[[], Awaitable[int]] | None] = None
+    _count: strawberry.Private[Callable[[], Awaitable[int]]]
     total_count: int = strawberry.field(
         resolver=resolve_total_count, description="How many items the whole list has (all pages)."
     )
 
 
 def connection_from_page(
-    page: Page[Any],
-    has_previous: bool,
-    count: Callable[[], Awaitable[int]] | None = None,
+    page: Page[Any], has_previous: bool, count: Callable[[], Awaitable[int]]
 ) -> Connection[Any]:
     rows = page.rows
     edges = [Edge(node=row) for row in rows]

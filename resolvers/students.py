@@ -56,8 +56,13 @@ async def resolve_assignments(
     status: AssignmentStatus | None = None,
 ) -> Connection[Annotated[Assignment, strawberry.lazy("resolvers.assignments")]]:
     args = page_args(first, after, (dt.date, int), status.value if status is not None else None, default=10)
-    page = await info.context.loaders.assignment_pages_by_student.load((root.id, args))
-    return connection_from_page(page, after is not None)
+    loaders = info.context.loaders
+    page = await loaders.assignment_pages_by_student.load((root.id, args))
+
+    async def count() -> int:
+        return await loaders.assignment_count_by_student.load((root.id, args.filter))
+
+    return connection_from_page(page, after is not None, count)
 
 
 async def resolve_scores(
@@ -69,8 +74,13 @@ async def resolve_scores(
 ) -> Connection[Annotated[Score, strawberry.lazy("resolvers.scores")]]:
     game_pk = expect_global_id(game_id, "Game") if game_id is not None else None
     args: PageArgs = page_args(first, after, (dt.datetime, int), game_pk, default=10)
-    page = await info.context.loaders.score_pages_by_student.load((root.id, args))
-    return connection_from_page(page, after is not None)
+    loaders = info.context.loaders
+    page = await loaders.score_pages_by_student.load((root.id, args))
+
+    async def count() -> int:
+        return await loaders.score_count_by_student.load((root.id, game_pk))
+
+    return connection_from_page(page, after is not None, count)
 
 
 async def resolve_badges(

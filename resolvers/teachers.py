@@ -11,7 +11,7 @@ from loaders.teachers import TeacherRow
 from resolvers.access import see_organization
 from resolvers.directives import ListSize
 from resolvers.info import Info
-from resolvers.relay import Connection, Node, connection_from_page, global_id_field, page_args
+from resolvers.relay import Connection, Node, connection_from_page, count_nothing, global_id_field, page_args
 
 if TYPE_CHECKING:
     from loaders.organizations import OrganizationRow
@@ -32,8 +32,8 @@ async def resolve_students(
     args = page_args(first, after, (str, str, int))
     viewer = info.context.viewer
     if not viewer.is_staff or not viewer.can_see_org(root.org_id):
-        # A student sees their teacher, not the rest of the class roster.
-        return connection_from_page(EMPTY_PAGE, after is not None)
+        # A student sees their teacher, not the rest of the class roster (nor its size).
+        return connection_from_page(EMPTY_PAGE, after is not None, count_nothing)
     loaders = info.context.loaders
     page = await loaders.student_pages_by_teacher.load((root.id, args))
 
