@@ -272,18 +272,26 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+# Where a production server without MLC_METRICS_TOKEN or MLC_METRICS_ALLOW lets scrapers in: only this
+# host (a sidecar or node agent). Metrics name operations and error rates: not for the open internet.
+LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsGuard:
-    """Who may scrape: a bearer token, a list of networks, both, or (neither set) anyone."""
+    """Who may scrape: a bearer token, a list of networks, both; with neither, anyone in development and
+    loopback only in production."""
 
     token: str | None = None
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @classmethod
-    def parse(cls, token: str | None, allow: str | None) -> MetricsGuard:
+    def parse(cls, token: str | None, allow: str | None, production: bool = False) -> MetricsGuard:
         nets = tuple(
             ipaddress.ip_network(n.strip(), strict=False) for n in (allow or "").split(",") if n.strip()
         )
+        if production and not token and not nets:
+            nets = LOOPBACK_NETWORKS
         return cls(token or None, nets)
 
     def allows(self, remote: str | None, authorization: str | None) -> bool:
@@ -292,6 +300,9 @@ class MetricsGuard:
                 address = ipaddress.ip_address(remote or "")
             except ValueError:
                 return False
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+                # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; match them as IPv4.
+                address = address.ipv4_mapped
             if not any(address in net for net in self.networks):
                 return False
         if self.token is not None:

@@ -359,6 +359,6 @@ def install(app: web.Application) -> None:
     metrics.add_sync(_subscriptions_sync(app, metrics))
     app.middlewares.append(_middleware(app, metrics))
     _stages(app, options)
-    guard = MetricsGuard.parse(settings.metrics_token, settings.metrics_allow)
+    guard = MetricsGuard.parse(settings.metrics_token, settings.metrics_allow, settings.production)
     app.router.add_get("/metrics", metrics_handler(metrics, guard))
     app.cleanup_ctx.append(_replicas)

@@ -116,6 +116,23 @@ def test_guard_token_and_networks() -> None:
     assert not nets.allows(None, None)
 
 
+def test_production_without_token_or_allow_list_lets_only_loopback_scrape() -> None:
+    """Issue 12 item 7: in production an unguarded /metrics answered anyone."""
+    guard = MetricsGuard.parse(None, None, production=True)
+    assert guard.allows("127.0.0.1", None)
+    assert guard.allows("127.10.0.3", None)
+    assert guard.allows("::1", None)
+    assert guard.allows("::ffff:127.0.0.1", None)
+    assert not guard.allows("203.0.113.9", None)
+    assert not guard.allows("::ffff:203.0.113.9", None)
+    assert not guard.allows("10.1.2.3", None)
+    assert not guard.allows(None, None)
+    # Either setting replaces the loopback default: the operator said who may scrape.
+    assert MetricsGuard.parse(None, "10.0.0.0/8", production=True).allows("10.1.2.3", None)
+    assert not MetricsGuard.parse(None, "10.0.0.0/8", production=True).allows("127.0.0.1", None)
+    assert MetricsGuard.parse("tok", None, production=True).allows("203.0.113.9", "Bearer tok")
+
+
 async def test_metrics_route_serves_prometheus_text_and_refuses_without_token() -> None:
     metrics = Metrics()
     metrics.observe_request("Ping", "read", 0.01, "ok")
