@@ -24,7 +24,7 @@ from aiohttp import web
 from mlc_graph.execution.pipeline import Pipeline
 from mlc_graph.guards import limits, persisted
 from mlc_graph.guards.cost import stage as cost_stage
-from mlc_graph.http import view, web_vitals
+from mlc_graph.http import headers, view, web_vitals
 from mlc_graph.keys import EVENTS, PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS, TOKENS
 from mlc_graph.observability import observe
 from mlc_graph.platform.auth import TokenVerifier
@@ -71,6 +71,7 @@ def create_app(settings: Settings, features: Sequence[Feature] | None = None) ->
         allow_anonymous_introspection=not settings.production,
         executor=settings.executor,
     )
+    headers.install(app)
     app.cleanup_ctx.append(_database)
     view.add_routes(app)
     web_vitals.add_routes(app)
