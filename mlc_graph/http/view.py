@@ -23,7 +23,7 @@ from multidict import MultiMapping
 
 from mlc_graph.execution.context import make_context
 from mlc_graph.execution.pipeline import GraphQLParams, Outcome, PreparedRequest
-from mlc_graph.http import graphiql
+from mlc_graph.http import graphiql, readiness
 from mlc_graph.keys import EVENTS, PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS, TOKENS
 from mlc_graph.observability.logs import request_id_from
 from mlc_graph.platform.auth import AuthError, Principal, bearer_token
@@ -38,8 +38,6 @@ _CONTENT_TYPES = {
     JSON: JSON + "; charset=utf-8",
 }
 READY_TIMEOUT_SECONDS = 1.0
-# Readiness probe statement: trivially constant, kept beside the only code that runs it.
-PING_SQL = "SELECT 1"
 
 
 class BadRequest(Exception):  # noqa: N818 - it is the HTTP status's name
@@ -309,14 +307,9 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the pool runs a statement within a short timeout; 503 until it does."""
-    try:
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            await request.app[POOL].fetchval(PING_SQL)
-    except Exception as exc:  # any failure means "not ready"; a probe must answer, never raise
-        log.warning("not ready: %s", exc or type(exc).__name__)
-        return json_response({"status": "unavailable", "database": "unreachable"}, 503)
-    return json_response({"status": "ready", "database": "ok"})
+    """Readiness (mlc_graph.http.readiness): a busy pool is told apart from an unreachable database."""
+    ready = await readiness.probe(request.app[POOL], READY_TIMEOUT_SECONDS)
+    return json_response(ready.body, ready.status)
 
 
 def add_routes(app: web.Application) -> None:

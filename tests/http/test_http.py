@@ -542,6 +542,32 @@ async def test_readyz_follows_the_database_and_recovers(database_url: str) -> No
     await proxy.stop()
 
 
+async def test_readyz_tells_a_busy_pool_from_an_unreachable_database(database_url: str) -> None:
+    """Issue 12 item 12: with every pooled connection checked out, /readyz said "unreachable"."""
+    async with app_client(http_settings(database_url)) as client:
+        pool = client.app[POOL]
+        held = [await pool.acquire() for _ in range(pool.get_max_size())]
+        try:
+            busy = await client.get("/readyz")
+            assert busy.status == 200
+            assert await busy.json() == {
+                "status": "ready",
+                "database": "busy",
+                "pool": {"size": len(held), "inUse": len(held), "max": len(held)},
+            }
+        finally:
+            for conn in held:
+                await pool.release(conn)
+        ready = await client.get("/readyz")
+        assert ready.status == 200
+        assert (await ready.json())["database"] == "ok"
+    base, _, name = database_url.rpartition("/")
+    async with app_client(http_settings(f"{base.rsplit(':', 1)[0]}:{free_port()}/{name}")) as client:
+        down = await client.get("/readyz")
+        assert down.status == 503
+        assert await down.json() == {"status": "unavailable", "database": "unreachable"}
+
+
 # --- the real server process ------------------------------------------------------------------------
 
 
