@@ -47,9 +47,11 @@ async def test_a_server_process_sends_no_server_header(database_url: str) -> Non
     process = start_server(database_url, port)
     try:
         await wait_ready(port, process)
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                assert response.status == 200
-                assert "Server" not in response.headers
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/healthz") as response,
+        ):
+            assert response.status == 200
+            assert "Server" not in response.headers
     finally:
         stop_server(process)
