@@ -24,7 +24,9 @@ from aiohttp import web
 from mlc_graph.execution.pipeline import Pipeline
 from mlc_graph.guards import limits, persisted
 from mlc_graph.guards.cost import stage as cost_stage
+from mlc_graph.guards.origins import ORIGINS, OriginPolicy
 from mlc_graph.http import headers, view, web_vitals
+from mlc_graph.http.cors import cors_middleware
 from mlc_graph.keys import EVENTS, PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS, TOKENS
 from mlc_graph.observability import observe
 from mlc_graph.platform.auth import TokenVerifier
@@ -55,10 +57,12 @@ FEATURES: tuple[Feature, ...] = (
 
 def create_app(settings: Settings, features: Sequence[Feature] | None = None) -> web.Application:
     """A fresh application for `settings`; nothing is shared with any other app instance."""
+    origins = OriginPolicy.of(settings.allowed_origins)
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[view.request_id_middleware],
+        middlewares=[cors_middleware(origins), view.request_id_middleware],
     )
+    app[ORIGINS] = origins
     app[SETTINGS] = settings
     app[TOKENS] = TokenVerifier(settings.jwt_secret)
     app[EVENTS] = EventBus()

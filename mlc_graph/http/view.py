@@ -64,6 +64,7 @@ def json_response(
 
 
 _STATUS_CODES = {
+    403: "FORBIDDEN",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",

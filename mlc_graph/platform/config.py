@@ -203,6 +203,8 @@ class Settings:
     tracing: bool = False
     # GraphQL execution (issue 7): the compiled executor, or graphql-core for every operation.
     executor: str = "compiled"
+    # Browser pages on other origins that may call the API (CORS) and open subscription sockets.
+    allowed_origins: tuple[str, ...] = ()
 
     @property
     def production(self) -> bool:
@@ -278,4 +280,5 @@ class Settings:
             compression=_bool(env, "MLC_COMPRESSION", True),
             tracing=_bool(env, "MLC_TRACING", False),
             executor=_choice(env, "MLC_EXECUTOR", ("compiled", "graphql-core"), "compiled"),
+            allowed_origins=_origins(env, "MLC_ALLOWED_ORIGINS"),
         )

@@ -36,6 +36,7 @@ from mlc_graph.execution.context import Context, make_context
 from mlc_graph.execution.pipeline import PreparedRequest, RequestRefused, _client_error
 from mlc_graph.guards.cost import CostAnalyzer
 from mlc_graph.guards.cost.stage import COST, requested_cost
+from mlc_graph.guards.origins import handshake_allowed
 from mlc_graph.keys import EVENTS, PIPELINE, POOL, SERVICES, SETTINGS
 from mlc_graph.platform.auth import AuthError, Principal, bearer_token, decode_token
 from mlc_graph.platform.db import Executor, QueryStats
@@ -331,6 +332,8 @@ async def quota_stage(req: PreparedRequest) -> None:
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    if not handshake_allowed(request):  # issue 12 item 10: a page elsewhere may not open a socket
+        raise web.HTTPForbidden(reason="Origin not allowed")
     ws = web.WebSocketResponse(protocols=(PROTOCOL,), max_msg_size=request.app[SETTINGS].max_body_bytes)
     await ws.prepare(request)
     if ws.ws_protocol != PROTOCOL:

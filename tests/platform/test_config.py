@@ -34,6 +34,8 @@ PRODUCTION_SECRET = "p" * 40
         ("MLC_METRICS_ALLOW", "10.0.0.0/8, intranet", "comma-separated addresses or networks"),
         ("DATABASE_URL", "mysql://db/app", "a URL starting with postgresql:// or postgres://"),
         ("REDIS_URL", "localhost:6379", "a URL starting with redis://"),
+        ("MLC_ALLOWED_ORIGINS", "https://app.example/login", "comma-separated origins like https://"),
+        ("MLC_ALLOWED_ORIGINS", "app.example", "comma-separated origins like https://"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable_value_and_what_is_allowed(
@@ -64,6 +66,11 @@ def test_unset_and_empty_values_take_the_defaults() -> None:
     assert Settings.from_env({}) == Settings.from_env({"PORT": "", "MLC_ENV": " ", "MLC_COMPRESSION": ""})
     defaults = Settings.from_env({})
     assert (defaults.env, defaults.port, defaults.compression) == ("development", 8000, True)
+
+
+def test_allowed_origins_are_normalized_as_browsers_send_them() -> None:
+    settings = Settings.from_env({"MLC_ALLOWED_ORIGINS": "https://App.Example/, http://localhost:5173 ,*"})
+    assert settings.allowed_origins == ("https://app.example", "http://localhost:5173", "*")
 
 
 def test_production_spelled_out_is_production() -> None:
