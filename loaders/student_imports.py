@@ -1,8 +1,9 @@
-"""Roster import: quota check under the organization's row lock, then chunked ON CONFLICT DO NOTHING inserts.
+"""Adding students: the roster import and createStudent, both under the organization's row lock.
 
-Call `import_students` inside `Executor.transaction()`: the lock, the count and every chunk belong to
-one transaction, so two concurrent imports cannot both pass the quota check, and a refused or failed
-import leaves nothing behind.
+Call `import_students` and `create_student` inside `Executor.transaction()`: the lock, the count and
+every insert belong to one transaction, so two concurrent writers cannot both pass the student cap, and
+a refused or failed write leaves nothing behind. The cap is the tier table in effect (MLC_TIER_OVERRIDES
+applied), the one `mlc-graph tiers` prints.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from loaders.students import STUDENT_COLUMNS, StudentRow
 from mlc_graph.domain.roster import StudentInput
-from mlc_graph.domain.tiers import student_limit
+from mlc_graph.domain.tiers import TierTable, student_limit
 from mlc_graph.platform.db import Executor
-from mlc_graph.platform.errors import NotFoundError, QuotaExceededError
+from mlc_graph.platform.errors import ConflictError, NotFoundError, QuotaExceededError
 
 CHUNK_SIZE = 500
 
@@ -43,6 +45,12 @@ WITH inserted AS (
 )
 SELECT count(*) FROM inserted
 """
+INSERT_STUDENT = f"""
+INSERT INTO students (org_id, teacher_id, first_name, last_name, username, email)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (org_id, username) DO NOTHING
+RETURNING {STUDENT_COLUMNS}
+"""  # noqa: S608
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +59,50 @@ class ImportCounts:
     skipped: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Room:
+    """What the locked organization holds: its id, tier and cap, and the students counted after the lock."""
+
+    org_id: int
+    tier: str
+    limit: int
+    current: int
+    existing: int  # of the usernames asked for
+
+
+async def _lock_and_count(
+    db: Executor, teacher_id: int, usernames: list[str], tiers: TierTable, org_id: int | None
+) -> _Room:
+    org = await db.fetchrow(LOCK_TEACHER_ORGANIZATION, teacher_id)
+    if org is None or (org_id is not None and org["id"] != org_id):
+        raise NotFoundError(f"No teacher with id {teacher_id}")
+    counts = await db.fetchrow(COUNT_STUDENTS_FOR_IMPORT, org["id"], usernames)
+    assert counts is not None  # an aggregate without GROUP BY always returns one row
+    return _Room(
+        org_id=org["id"],
+        tier=org["tier"],
+        limit=student_limit(org["tier"], org["seat_count"], tiers),
+        current=int(counts["current"]),
+        existing=int(counts["existing"]),
+    )
+
+
+def _refuse_over_cap(room: _Room, requested: int, what: str) -> None:
+    if room.current + requested > room.limit:
+        raise QuotaExceededError(
+            f"{what} would exceed the {room.tier} limit of {room.limit} students ({room.current} already)",
+            limit=room.limit,
+            current=room.current,
+            requested=requested,
+            tier=room.tier,
+        )
+
+
 async def import_students(
     db: Executor,
     teacher_id: int,
     students: Sequence[StudentInput],
+    tiers: TierTable,
     org_id: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
 ) -> ImportCounts:
@@ -64,31 +112,16 @@ async def import_students(
     Raises QuotaExceededError (limit, current, requested) when the new students would not fit.
     `on_chunk` is called with the number of rows of each chunk written (the CLI's progress bar).
     """
-    org = await db.fetchrow(LOCK_TEACHER_ORGANIZATION, teacher_id)
-    if org is None or (org_id is not None and org["id"] != org_id):
-        raise NotFoundError(f"No teacher with id {teacher_id}")
-    usernames = [s.username for s in students]
-    counts = await db.fetchrow(COUNT_STUDENTS_FOR_IMPORT, org["id"], usernames)
-    assert counts is not None  # an aggregate without GROUP BY always returns one row
-    current, existing = int(counts["current"]), int(counts["existing"])
-    requested = len(students) - existing
-    limit = student_limit(org["tier"], org["seat_count"])
-    if current + requested > limit:
-        raise QuotaExceededError(
-            f"Importing {requested} new student(s) would exceed the {org['tier']} limit of {limit} "
-            f"students ({current} already)",
-            limit=limit,
-            current=current,
-            requested=requested,
-            tier=org["tier"],
-        )
+    room = await _lock_and_count(db, teacher_id, [s.username for s in students], tiers, org_id)
+    requested = len(students) - room.existing
+    _refuse_over_cap(room, requested, f"Importing {requested} new student(s)")
     created = 0
     for start in range(0, len(students), CHUNK_SIZE):
         chunk = students[start : start + CHUNK_SIZE]
         created += int(
             await db.fetchval(
                 INSERT_STUDENTS,
-                org["id"],
+                room.org_id,
                 teacher_id,
                 [s.first_name for s in chunk],
                 [s.last_name for s in chunk],
@@ -99,3 +132,37 @@ async def import_students(
         if on_chunk is not None:
             on_chunk(len(chunk))
     return ImportCounts(created=created, skipped=len(students) - created)
+
+
+def _taken(username: str) -> ConflictError:
+    return ConflictError(f"The username {username!r} is taken in this organization", argument="username")
+
+
+async def create_student(
+    db: Executor, teacher_id: int, student: StudentInput, tiers: TierTable, org_id: int
+) -> StudentRow:
+    """One validated student into a teacher's class of `org_id`, with the import's cap and uniqueness.
+
+    A username the organization already has is a CONFLICT (the import skips it; one student asked for
+    by name is a mistake to report). The ON CONFLICT clause is the backstop the lock makes unreachable.
+    """
+    room = await _lock_and_count(db, teacher_id, [student.username], tiers, org_id)
+    if room.existing:
+        raise ConflictError(
+            f"The username {student.username!r} is taken in this organization", argument="username"
+        )
+    _refuse_over_cap(room, 1, "Adding a student")
+    row = await db.fetchrow(
+        INSERT_STUDENT,
+        room.org_id,
+        teacher_id,
+        student.first_name,
+        student.last_name,
+        student.username,
+        student.email,
+    )
+    if row is None:
+        raise ConflictError(
+            f"The username {student.username!r} is taken in this organization", argument="username"
+        )
+    return StudentRow(*row)

@@ -14,6 +14,7 @@ from mlc_graph.platform.db import Executor
 _COLUMNS = (
     "id, org_id, teacher_id, first_name, last_name, username, avatar_url, status, last_active_at, created_at"
 )
+STUDENT_COLUMNS = _COLUMNS  # what a write that returns a StudentRow selects
 
 SELECT_STUDENTS_BY_IDS = f"SELECT {_COLUMNS} FROM students WHERE id = ANY($1::bigint[])"  # noqa: S608
 

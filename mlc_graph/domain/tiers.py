@@ -7,6 +7,7 @@ all ask `TierTable.for_tier`.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -108,6 +109,13 @@ def markdown_table(table: TierTable, default_budget: int | None = None) -> str:
     return "\n".join(lines)
 
 
-def student_limit(tier: str | None, seat_count: int, table: TierTable | None = None) -> int:
-    """How many students an organization of this tier may have (the default table unless given)."""
-    return (table or TierTable(DEFAULT_TIERS)).for_tier(tier).student_cap(seat_count)
+@functools.lru_cache(maxsize=8)
+def tiers_in_effect(overrides: str) -> TierTable:
+    """The table MLC_TIER_OVERRIDES makes (parsed once per distinct value): what every quota reads."""
+    return TierTable.from_overrides(overrides)
+
+
+def student_limit(tier: str | None, seat_count: int, table: TierTable) -> int:
+    """How many students an organization of this tier may have under `table` (the one in effect: a
+    default here is how the overrides were once ignored, issue 12)."""
+    return table.for_tier(tier).student_cap(seat_count)

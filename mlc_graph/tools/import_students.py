@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from loaders.student_imports import ImportCounts, import_students
 from mlc_graph.domain.roster import HeaderError, StudentInput, parse_roster
+from mlc_graph.domain.tiers import tiers_in_effect
 from mlc_graph.platform.config import PoolSettings, Settings
 from mlc_graph.platform.db import Executor, QueryStats, create_pool
 from mlc_graph.platform.db_errors import client_errors
@@ -30,7 +31,8 @@ async def _import(settings: Settings, teacher_id: int, students: list[StudentInp
                 bar.update(rows)
 
             async with client_errors(), db.transaction() as tx:
-                return await import_students(tx, teacher_id, students, on_chunk=advance)
+                tiers = tiers_in_effect(settings.tier_overrides)
+                return await import_students(tx, teacher_id, students, tiers, on_chunk=advance)
     finally:
         await pool.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from loaders.student_imports import CHUNK_SIZE, LOCK_TEACHER_ORGANIZATION
 from mlc_graph.cli import main
 from mlc_graph.domain.roster import HeaderError, parse_roster
+from mlc_graph.platform.config import Settings
 from tests.support.factories import make_catalogue, make_org, make_students, make_teacher
 from tests.support.graphql_client import gid, principal, run
 
@@ -167,6 +169,27 @@ async def test_small_tiers_stop_at_19_students(clean_db: asyncpg.Pool, tier: str
     again, _ = await run(clean_db, IMPORT, import_input(teacher, roster(19)), viewer)
     assert again.data is not None and again.data["importStudents"]["skipped"] == 19
     assert await count_students(clean_db) == 19
+
+
+async def test_the_cap_follows_mlc_tier_overrides(clean_db: asyncpg.Pool) -> None:
+    """`{"PRELUDE": {"students": 25}}`: what `mlc-graph tiers` prints is what the import enforces."""
+    settings = replace(Settings(), tier_overrides='{"PRELUDE": {"students": 25}}')
+    org, teacher = await _school(clean_db, tier="PRELUDE")
+    viewer = principal("teacher", teacher, org)
+    fits, _ = await run(clean_db, IMPORT, import_input(teacher, roster(22)), viewer, settings=settings)
+    assert fits.errors is None, fits.errors
+    assert await count_students(clean_db) == 22
+    over, _ = await run(
+        clean_db, IMPORT, import_input(teacher, roster(4, start=30)), viewer, settings=settings
+    )
+    assert extensions(over) == {
+        "code": "QUOTA_EXCEEDED",
+        "limit": 25,
+        "current": 22,
+        "requested": 4,
+        "tier": "PRELUDE",
+    }
+    assert "limit of 25" in over.errors[0].message  # type: ignore[index]
 
 
 async def test_twenty_at_once_is_refused_whole_on_a_small_tier(clean_db: asyncpg.Pool) -> None:

@@ -29,13 +29,14 @@ async def run(
     variables: dict[str, Any] | None = None,
     viewer: Principal | None = None,
     executor: str = "compiled",
+    settings: Settings | None = None,
 ) -> tuple[ExecutionResult, QueryStats]:
     """Execute as the server does: the compiled executor by default, graphql-core on request.
 
     tests/test_compiled_differential.py proves both give byte-identical responses.
     """
     stats = QueryStats(keep_texts=True)
-    context = make_context(Settings(), Executor(pool, stats), viewer)
+    context = make_context(settings or Settings(), Executor(pool, stats), viewer)
     document = parse(query)
     operation = get_operation_ast(document)
     if executor == "compiled" and operation is not None:
