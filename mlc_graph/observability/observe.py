@@ -346,6 +346,7 @@ def install(app: web.Application) -> None:
     options = DbOptions(
         acquire_timeout=settings.pool.acquire_timeout,
         report_timeout_ms=settings.pool.report_statement_timeout_ms,
+        write_timeout_ms=settings.pool.write_statement_timeout_ms,
         slow_seconds=settings.slow_query_ms / 1000,
         comment_mode=settings.sql_comment,
         on_slow=lambda operation: metrics.slow_queries.labels(metrics.operation_label(operation)).inc(),

@@ -148,6 +148,8 @@ class PoolSettings:
     max_queries: int = 7500
     read_statement_timeout_ms: int = 5000
     report_statement_timeout_ms: int = 30000
+    # Writes wait for row locks other writes hold (a class submitting at once): longer than a read may.
+    write_statement_timeout_ms: int = 15000
     # 0 behind PgBouncer in transaction mode before 1.21 (docs/OPERATIONS.md): no named prepared statements.
     statement_cache_size: int = 100
 
@@ -233,6 +235,7 @@ class Settings:
             max_queries=_int(env, "MLC_DB_MAX_QUERIES", 7500, low=1),
             read_statement_timeout_ms=_int(env, "MLC_READ_TIMEOUT_MS", 5000, low=1),
             report_statement_timeout_ms=_int(env, "MLC_REPORT_TIMEOUT_MS", 30000, low=1),
+            write_statement_timeout_ms=_int(env, "MLC_WRITE_TIMEOUT_MS", 15000, low=1),
             statement_cache_size=_int(env, "MLC_DB_STATEMENT_CACHE_SIZE", 100, low=0),
         )
         if pool.min_size > pool.max_size:

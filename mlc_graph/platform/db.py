@@ -3,7 +3,9 @@
 Every statement is counted (tests assert the counts, development responses show them) and timed.
 Pool connections never carry session state (no SET, LISTEN or session advisory locks on them), which
 is what makes the no-op pool reset below safe: asyncpg's default reset costs four statements per
-release. Per-category statement timeouts use SET LOCAL inside a transaction, which ends with it.
+release. Per-category statement timeouts use SET LOCAL inside a transaction, which ends with it: the
+pool's sessions carry the read timeout, `transaction()` (the write path) the write timeout, `report()`
+the report timeout.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class DbOptions:
 
     acquire_timeout: float = 5.0
     report_timeout_ms: int = 30000
+    # Every transaction() is a write: it waits on row locks other writes hold, which a read never does.
+    write_timeout_ms: int = 15000
     slow_seconds: float = 1.0
     comment_mode: str = "operation"
     # Called with the operation name for each slow statement (the metrics counter).
@@ -223,7 +227,10 @@ class Executor:
 
     @asynccontextmanager
     async def transaction(self, statement_timeout_ms: int | None = None) -> AsyncIterator[Executor]:
-        """One transaction on one connection; statements inside count toward the same stats."""
+        """One transaction on one connection; statements inside count toward the same stats.
+
+        Its statements get `statement_timeout_ms` when given (reports), else the write timeout.
+        """
         if self._conn is not None:
             # Already pinned: nest as a savepoint so an inner failure can be handled by the caller.
             async with self._conn.transaction():
@@ -241,6 +248,11 @@ class Executor:
                     if statement_timeout_ms is not None:
                         # SET takes no bind parameters; the value is an int we format ourselves.
                         await pinned.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
+                    else:
+                        # Plumbing, not the request's SQL: uncounted, like the report timeout of reads.
+                        await conn.execute(
+                            f"SET LOCAL statement_timeout = {int(self._options.write_timeout_ms)}"
+                        )
                     yield pinned
             except _UNAVAILABLE as exc:
                 # BEGIN or COMMIT met a server that went away (statements inside map their own).
