@@ -67,8 +67,9 @@ def decode_cursor(cursor: str, kinds: Sequence[type]) -> tuple[Any, ...]:
                     raise ValueError("not an int")
                 values.append(part)
             else:
-                if not isinstance(part, str):
-                    raise ValueError("not a string")
+                if not isinstance(part, str) or "\x00" in part:
+                    # NUL decodes from JSON but no text column can hold it: the cursor is not one of ours.
+                    raise ValueError("not a string a cursor can hold")
                 values.append(part)
         return tuple(values)
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:

@@ -19,6 +19,7 @@ from typing import Any, cast
 import asyncpg
 
 from mlc_graph.platform.config import PoolSettings
+from mlc_graph.platform.db_errors import UNSTORABLE_TEXT, unstorable_text
 from mlc_graph.platform.errors import ServiceUnavailableError
 from mlc_graph.platform.sqlcomment import comment_for, log_slow_query
 
@@ -199,6 +200,9 @@ class Executor:
                 raise _unavailable(exc) from exc
             except asyncpg.QueryCanceledError as exc:
                 raise _timed_out(exc) from exc
+            except UNSTORABLE_TEXT as exc:
+                # A client's string (a read argument, a cursor part) PostgreSQL text cannot hold.
+                raise unstorable_text(exc) from exc
             except asyncpg.InterfaceError as exc:
                 # "connection is closed": the server went away between acquire and query.
                 if conn.is_closed():

@@ -6,6 +6,10 @@
     asyncpg.NotNullViolationError     (23502) -> BadUserInputError   BAD_USER_INPUT
     asyncpg.DataError                 (22xxx) -> BadUserInputError   BAD_USER_INPUT
 
+Text the database cannot store (U+0000 in a text parameter, 22021; in JSON, 22P05) is the client's
+mistake on every path, reads included: `Executor` itself raises `unstorable_text` for it, so a read
+argument holding NUL answers BAD_USER_INPUT, never INTERNAL_SERVER_ERROR.
+
 The write path validates first, so these are the backstop for races and for rules only the database
 can see (a row deleted meanwhile, a username taken between check and insert). The messages name no
 table, column or constraint: those are internals, and the server log keeps the original.
@@ -30,6 +34,16 @@ _MAPPING: tuple[tuple[type[asyncpg.PostgresError], type[ApiError], str], ...] = 
     (asyncpg.NotNullViolationError, BadUserInputError, "A required value is missing"),
     (asyncpg.DataError, BadUserInputError, "A value has the wrong form or size"),
 )
+
+
+UNSTORABLE_TEXT = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
+
+
+def unstorable_text(exc: asyncpg.PostgresError) -> BadUserInputError:
+    """The refusal of a value PostgreSQL text cannot hold, whichever statement it reached."""
+    return BadUserInputError(
+        "A text value holds a character that cannot be stored (such as NUL, U+0000)", sqlstate=exc.sqlstate
+    )
 
 
 def translate(exc: asyncpg.PostgresError) -> ApiError | None:
