@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # user set it, because without it the dev server starts an embedded PostgreSQL.
 pytest bench bench-quick: export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: install run test lint typecheck pytest schema bench bench-quick assets clean
+.PHONY: install run test lint typecheck pytest schema bench bench-quick bench-setup assets clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,10 +38,23 @@ test: lint typecheck pytest
 schema: $(STAMP)
 	$(BIN)/mlc-graph export-schema > schema.graphql
 
-bench: $(STAMP)
+# The benchmark's own tools, not CI's: wrk (Debian) drives the load, PostGraphile 4 and 5 and the Node 22
+# they run on come from the npm registry at the versions of bench/postgraphile's lock files.
+PG_BASELINES := bench/postgraphile/node_modules/.package-lock.json bench/postgraphile/v4/node_modules/.package-lock.json
+
+bench/postgraphile/node_modules/.package-lock.json: bench/postgraphile/package-lock.json
+	cd bench/postgraphile && npm ci --no-audit --no-fund --loglevel=error
+
+bench/postgraphile/v4/node_modules/.package-lock.json: bench/postgraphile/v4/package-lock.json
+	cd bench/postgraphile/v4 && npm ci --no-audit --no-fund --loglevel=error
+
+bench-setup: $(STAMP) $(PG_BASELINES)
+	command -v wrk >/dev/null || apt-get install -y wrk >/dev/null || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null)
+
+bench: bench-setup
 	$(BIN)/python -m bench.run --full
 
-bench-quick: $(STAMP)
+bench-quick: bench-setup
 	$(BIN)/python -m bench.run --quick
 
 clean:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from bench.baselines import DIALECTS, row_ids
 from bench.workloads import Dataset, Request, Workload
 
 STATEMENTS_HEADER = "X-SQL-Statements"
@@ -71,7 +72,18 @@ class Target:
     def is_graphql(self) -> bool:
         return self.name.startswith("graphql")
 
+    @property
+    def is_postgraphile(self) -> bool:
+        return self.name in DIALECTS
+
     def encode(self, workload: Workload, request: Request) -> tuple[str, bytes]:
+        if self.is_postgraphile:
+            body = {
+                "query": DIALECTS[self.name].documents()[workload.key],
+                "variables": row_ids(request.variables),
+                "operationName": workload.operation_name,
+            }
+            return self.base_url + "/graphql", orjson.dumps(body)
         if self.is_graphql:
             body = {
                 "query": workload.document,
@@ -82,6 +94,9 @@ class Target:
         return self.base_url + workload.floor_path, orjson.dumps(workload.floor_body(request))
 
     def statements(self, body: bytes, headers: Any) -> int | None:
+        """The statements one answer says it ran; None for PostGraphile (its pool counts them)."""
+        if self.is_postgraphile:
+            return None
         if self.is_graphql:
             return sql_statements_in_body(body)
         raw = headers.get(STATEMENTS_HEADER)

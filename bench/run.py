@@ -1,11 +1,13 @@
-"""`python -m bench.run --quick|--full`: the GraphQL server against the raw-SQL floor, same data, same run.
+"""`python -m bench.run --quick|--full`: MLC Graph against PostGraphile 5 and 4 and the raw-SQL floor.
 
-Seeds district scale once into a dedicated database (default `mlc_bench`), starts the floor and the
-server as subprocesses on 127.0.0.1, warms both up, then per workload: 32 concurrent clients for
-throughput (medians of the rounds), 1 client for latency, the server again with `--workers 2`, and W1
-at students(first: 10) vs (first: 100). Prints the table and writes bench/RESULTS.md (between markers,
-so hand-written notes there survive) and bench/results.json. Every process it starts is stopped on
-exit, error or Ctrl-C. See docs/BENCHMARKS.md.
+Seeds district scale once into a dedicated database (default `mlc_bench`), starts MLC Graph in its
+production configuration (Redis on) and without Redis, PostGraphile 5 and 4 (bench/baselines.py) and
+the floor as subprocesses on 127.0.0.1, prepares each server's request sequence for wrk (bench/wrk.py),
+warms them up, then per workload: 32 connections for throughput (medians of the rounds, server order
+reversed every other round), 1 connection for latency, MLC Graph again with `--workers 2`, and W1 at
+students(first: 10) vs (first: 100). Prints the tables and writes bench/RESULTS.md (between markers, so
+hand-written notes there survive) and bench/results.json. Every process it starts is stopped on exit,
+error or Ctrl-C. See docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -30,11 +33,13 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
+from redis.asyncio import Redis
 
-from bench import procstats
+from bench import baselines, procstats, wrk
 from bench.costtime import cost_timings
-from bench.load import LoadResult, Target, compare_answers, run_load
-from bench.workloads import WORKLOADS, Dataset, Workload, dashboard_workload, load_dataset
+from bench.load import Target, compare_answers
+from bench.workloads import WORKLOADS, Workload, dashboard_workload, load_dataset
+from bench.wrk import WrkResult
 from mlc_graph.platform.config import Settings
 from mlc_graph.platform.migrate import migrate
 
@@ -53,22 +58,28 @@ class Plan:
     """How long each measurement runs (seconds)."""
 
     name: str
-    warmup: float
+    warmup: int
     rounds: int
-    duration: float
-    single_duration: float
-    page_duration: float
-    workers2_duration: float
-    max_rps: int = 20_000  # request bound = duration x this, so no run is bounded by time alone
+    duration: int
+    single_duration: int
+    page_duration: int
+    workers2_duration: int
+    sequence: int = wrk.SEQUENCE_LENGTH  # prepared requests each wrk run cycles
 
 
 # Quick: about a minute in all, including two server start-ups; a smoke test of the figures, not a result.
 QUICK = Plan(
-    "quick", warmup=0.5, rounds=1, duration=2.0, single_duration=1.0, page_duration=1.0, workers2_duration=2.0
+    "quick",
+    warmup=1,
+    rounds=1,
+    duration=2,
+    single_duration=1,
+    page_duration=1,
+    workers2_duration=2,
+    sequence=60,
 )
-FULL = Plan(
-    "full", warmup=5.0, rounds=3, duration=12.0, single_duration=8.0, page_duration=6.0, workers2_duration=8.0
-)
+# Whole seconds: wrk's -d takes no fractions.
+FULL = Plan("full", warmup=3, rounds=3, duration=10, single_duration=5, page_duration=4, workers2_duration=8)
 
 
 # --- processes -------------------------------------------------------------------------------------
@@ -194,6 +205,103 @@ async def ensure_seeded(url: str, log_dir: Path) -> dict[str, Any]:
     return {"seeded_now": True, "seed_seconds": round(seeded, 1), "students": DISTRICT_STUDENTS}
 
 
+# --- servers ----------------------------------------------------------------------------------------
+
+# Limits far above what the bench sends, so admission does all its work (Redis round trip, counters,
+# sessions) and refuses nothing. MLC_TIER_OVERRIDES is how production support raises a limit too.
+BENCH_TIER_OVERRIDES = orjson.dumps(
+    {
+        tier: {"requests_per_hour": 1_000_000_000, "cost_per_hour": 1_000_000_000_000, "sessions": 1_000_000}
+        for tier in ("PRELUDE", "SOLO", "ENSEMBLE")
+    }
+).decode()
+GRAPHQL = "graphql"  # the judged configuration: production, Redis on
+GRAPHQL_NO_REDIS = "graphql-noredis"  # the same without REDIS_URL: what admission through Redis costs
+FLOOR = "floor"
+POSTGRAPHILE4, POSTGRAPHILE5 = "postgraphile4", "postgraphile5"
+ALL_SERVERS = (GRAPHQL, GRAPHQL_NO_REDIS, POSTGRAPHILE5, POSTGRAPHILE4, FLOOR)
+LABELS = {
+    GRAPHQL: "MLC Graph (production, Redis)",
+    GRAPHQL_NO_REDIS: "MLC Graph, no Redis",
+    POSTGRAPHILE5: "PostGraphile 5",
+    POSTGRAPHILE4: "PostGraphile 4",
+    FLOOR: "floor",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    ready_path: str
+
+
+def _base_env(database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLC_") and k not in {"REDIS_URL", "PORT"}}
+    env.update(DATABASE_URL=database_url, MLC_JWT_SECRET=BENCH_SECRET, HOST="127.0.0.1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def server_env(
+    database_url: str, extra: Sequence[str], redis_url: str | None, redis_prefix: str = "mlc-bench:"
+) -> dict[str, str]:
+    """MLC Graph as production runs it: MLC_ENV=production (request log and metrics on by default),
+    Redis for quotas, sessions and live boards when `redis_url` is given, tier limits raised above the
+    load. MLC_DEBUG_SQL_COUNT=1 keeps `extensions.sqlStatements` in the answers (one integer)."""
+    env = _base_env(database_url)
+    env.update(MLC_ENV="production", MLC_DEBUG_SQL_COUNT="1", MLC_TIER_OVERRIDES=BENCH_TIER_OVERRIDES)
+    if redis_url:
+        env.update(REDIS_URL=redis_url, MLC_REDIS_PREFIX=redis_prefix)
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--server-env expects KEY=VALUE, got {item!r}")
+        env[key] = value
+    return env
+
+
+def graphql_argv(port: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "mlc_graph.cli", "serve", "--port", str(port), "--workers", str(workers)]
+
+
+def servers(opts: argparse.Namespace, url: str, ports: dict[str, int], prefix: str) -> list[Server]:
+    floor_env = {**_base_env(url), "MLC_ENV": "development"}
+    node_env = {**_base_env(url), "NODE_ENV": "production"}
+    with_redis = server_env(url, opts.server_env, opts.redis_url, prefix)
+    without = server_env(url, opts.server_env, None)
+    everything = {
+        GRAPHQL: Server(GRAPHQL, graphql_argv(ports[GRAPHQL], 1), with_redis, "/readyz"),
+        GRAPHQL_NO_REDIS: Server(GRAPHQL_NO_REDIS, graphql_argv(ports[GRAPHQL_NO_REDIS], 1), without,
+                                 "/readyz"),
+        FLOOR: Server(FLOOR, [sys.executable, "-m", "bench.floor", "--port", str(ports[FLOOR])], floor_env,
+                      "/healthz"),
+        POSTGRAPHILE4: Server(POSTGRAPHILE4, baselines.server_argv(POSTGRAPHILE4, ports[POSTGRAPHILE4]),
+                              node_env, "/healthz"),
+        POSTGRAPHILE5: Server(POSTGRAPHILE5, baselines.server_argv(POSTGRAPHILE5, ports[POSTGRAPHILE5]),
+                              node_env, "/healthz"),
+    }  # fmt: skip
+    return [everything[name] for name in ALL_SERVERS if name in opts.servers]
+
+
+async def clear_redis(redis_url: str, prefix: str) -> int:
+    """Delete this run's keys (its unique prefix) from the shared Redis."""
+    client = Redis.from_url(redis_url)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=prefix + "*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += await client.delete(*batch)
+                batch = []
+        if batch:
+            deleted += await client.delete(*batch)
+    finally:
+        await client.aclose()
+    return deleted
+
+
 # --- measuring --------------------------------------------------------------------------------------
 
 
@@ -201,42 +309,35 @@ async def ensure_seeded(url: str, log_dir: Path) -> dict[str, Any]:
 class Measured:
     """One load run plus the CPU each party spent during it."""
 
-    load: LoadResult
+    load: WrkResult
     server_cpu: float
     postgres_cpu: float
 
     def summary(self) -> dict[str, Any]:
         out = self.load.summary()
         ok = self.load.requests - self.load.errors
+        elapsed = self.load.elapsed
         out["server_cpu_ms_per_request"] = round(self.server_cpu / ok * 1000, 3) if ok else None
-        out["server_cpu_share"] = round(self.server_cpu / self.load.elapsed, 3) if self.load.elapsed else 0.0
-        out["postgres_cpu_share"] = (
-            round(self.postgres_cpu / self.load.elapsed, 3) if self.load.elapsed else 0.0
-        )
+        out["postgres_cpu_ms_per_request"] = round(self.postgres_cpu / ok * 1000, 3) if ok else None
+        out["server_cpu_share"] = round(self.server_cpu / elapsed, 3) if elapsed else 0.0
+        out["postgres_cpu_share"] = round(self.postgres_cpu / elapsed, 3) if elapsed else 0.0
+        out["load_average"] = round(os.getloadavg()[0], 2)
         return out
 
 
 @dataclass(slots=True)
 class Bench:
     plan: Plan
-    dataset: Dataset
-    clients: int
     database: str
-    log: list[str] = field(default_factory=list)
+    sequences: dict[tuple[str, str], wrk.Sequence] = field(default_factory=dict)
 
     async def measure(
-        self, target: Target, pid: int, workload: Workload, clients: int, duration: float
+        self, target: Target, pid: int, workload_key: str, clients: int, duration: float
     ) -> Measured:
+        sequence = self.sequences[(target.name, workload_key)]
         server_before = procstats.tree_cpu_seconds(pid)
         pg_before = procstats.postgres_backends_cpu(self.database)
-        result = await run_load(
-            target,
-            workload,
-            self.dataset,
-            clients=clients,
-            duration=duration,
-            max_requests=max(1, int(duration * self.plan.max_rps)),
-        )
+        result = await wrk.run_wrk(target, sequence, clients=clients, duration=duration)
         measured = Measured(
             result,
             procstats.tree_cpu_seconds(pid) - server_before,
@@ -244,9 +345,11 @@ class Bench:
         )
         s = measured.summary()
         line = (
-            f"  {workload.key:<11} {target.name:<9} c={clients:<3} {s['rps']:>9.1f} req/s  "
+            f"  {workload_key:<11} {target.name:<15} c={clients:<3} {s['rps']:>9.1f} req/s  "
             f"p50 {s['p50_ms']:>8.2f}  p95 {s['p95_ms']:>8.2f}  p99 {s['p99_ms']:>8.2f} ms  "
-            f"sql/req {s['statements_per_request']}  errors {s['errors']}"
+            f"cpu {s['server_cpu_ms_per_request'] or 0:>6.3f} ms/req  "
+            f"pg {s['postgres_cpu_ms_per_request'] or 0:>6.3f}  "
+            f"sql/req {s['statements_per_request']}  errors {s['errors']}  load {s['load_average']}"
         )
         if result.first_error:
             line += f"\n      first error: {result.first_error[:300]}"
@@ -259,14 +362,16 @@ def _median(values: Sequence[float | None]) -> float | None:
     return round(statistics.median(present), 3) if present else None
 
 
+SUMMARY_KEYS = (
+    "rps", "p50_ms", "p95_ms", "p99_ms", "statements_per_request", "response_bytes", "client_cpu_share",
+    "server_cpu_ms_per_request", "postgres_cpu_ms_per_request", "server_cpu_share", "postgres_cpu_share",
+)  # fmt: skip
+
+
 def aggregate(runs: Sequence[Measured]) -> dict[str, Any]:
     """Medians over rounds; errors summed."""
     summaries = [r.summary() for r in runs]
-    keys = (
-        "rps", "p50_ms", "p95_ms", "p99_ms", "statements_per_request", "response_bytes",
-        "client_cpu_share", "server_cpu_ms_per_request", "server_cpu_share", "postgres_cpu_share",
-    )  # fmt: skip
-    out: dict[str, Any] = {k: _median([s[k] for s in summaries]) for k in keys}
+    out: dict[str, Any] = {k: _median([s[k] for s in summaries]) for k in SUMMARY_KEYS}
     out["errors"] = sum(s["errors"] for s in summaries)
     out["requests"] = sum(s["requests"] for s in summaries)
     out["first_error"] = next((s["first_error"] for s in summaries if s["first_error"]), None)
@@ -274,81 +379,73 @@ def aggregate(runs: Sequence[Measured]) -> dict[str, Any]:
     return out
 
 
+def _ratio(top: float | None, bottom: float | None) -> float | None:
+    return round(top / bottom, 4) if top and bottom else None
+
+
 def workload_result(
     w: Workload,
-    graphql_rounds: Sequence[Measured],
-    floor_rounds: Sequence[Measured],
-    graphql_single: Measured,
-    floor_single: Measured,
+    rounds: Mapping[str, Sequence[Measured]],
+    single: Mapping[str, Measured],
     workers2: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """One workload's line of results.json: GraphQL's medians, the floor's, and their ratio."""
-    g, f = aggregate(graphql_rounds), aggregate(floor_rounds)
-    gs, fs = graphql_single.summary(), floor_single.summary()
+    """One workload's line of results.json: per server its medians and 1-client figures, and MLC Graph's
+    ratios to each baseline (throughput: MLC / other, so above 1 is faster; CPU: other / MLC per answer,
+    so above 1 is cheaper)."""
+    per_server: dict[str, Any] = {}
+    for name, runs in rounds.items():
+        agg = aggregate(runs)
+        one = single[name].summary() if name in single else {}
+        per_server[name] = {
+            **{k: agg[k] for k in SUMMARY_KEYS},
+            "errors": agg["errors"] + one.get("errors", 0),
+            "first_error": agg["first_error"] or one.get("first_error"),
+            "single_client_p50_ms": one.get("p50_ms"),
+            "single_client_p95_ms": one.get("p95_ms"),
+            "single_client_p99_ms": one.get("p99_ms"),
+            "rounds": agg["rounds"],
+            "single_client": one or None,
+        }
+    mlc = per_server.get(GRAPHQL, {})
+    ratios: dict[str, Any] = {}
+    for other in (POSTGRAPHILE5, POSTGRAPHILE4, FLOOR, GRAPHQL_NO_REDIS):
+        theirs = per_server.get(other)
+        if not mlc or not theirs:
+            continue
+        ratios[other] = {
+            "rps": _ratio(mlc.get("rps"), theirs.get("rps")),
+            "cpu": _ratio(theirs.get("server_cpu_ms_per_request"), mlc.get("server_cpu_ms_per_request")),
+            "single_client_p95": _ratio(theirs.get("single_client_p95_ms"), mlc.get("single_client_p95_ms")),
+        }
+    admission = None
+    if mlc and per_server.get(GRAPHQL_NO_REDIS):
+        with_redis = mlc.get("server_cpu_ms_per_request")
+        without = per_server[GRAPHQL_NO_REDIS].get("server_cpu_ms_per_request")
+        if with_redis is not None and without is not None:
+            admission = round(with_redis - without, 3)
     return {
         "title": w.title,
-        "rps": g["rps"],
-        "p50_ms": g["p50_ms"],
-        "p95_ms": g["p95_ms"],
-        "p99_ms": g["p99_ms"],
-        "statements_per_request": g["statements_per_request"],
-        "errors": g["errors"] + gs["errors"],
-        "floor_rps": f["rps"],
-        "floor_p50_ms": f["p50_ms"],
-        "floor_p95_ms": f["p95_ms"],
-        "floor_p99_ms": f["p99_ms"],
-        "floor_statements_per_request": f["statements_per_request"],
-        "floor_errors": f["errors"] + fs["errors"],
-        "ratio": round(g["rps"] / f["rps"], 4) if g["rps"] and f["rps"] else None,
-        "single_client_p50_ms": gs["p50_ms"],
-        "single_client_p95_ms": gs["p95_ms"],
-        "floor_single_client_p95_ms": fs["p95_ms"],
-        "workers2_rps": (workers2 or {}).get("rps"),
-        "server_cpu_ms_per_request": g["server_cpu_ms_per_request"],
-        "floor_cpu_ms_per_request": f["server_cpu_ms_per_request"],
-        # Floor CPU / GraphQL CPU per answer: what the throughput ratio would be if the server process
-        # were the only bottleneck; steadier than req/s when other work shares the cores.
-        "cpu_ratio": (
-            round(f["server_cpu_ms_per_request"] / g["server_cpu_ms_per_request"], 4)
-            if f["server_cpu_ms_per_request"] and g["server_cpu_ms_per_request"]
-            else None
-        ),
-        "detail": {"graphql": g, "floor": f, "graphql_1_client": gs, "floor_1_client": fs,
-                   "graphql_workers2": workers2},
-    }  # fmt: skip
+        "servers": per_server,
+        "ratios": ratios,
+        "redis_cpu_ms_per_request": admission,  # MLC with Redis minus without: admission + live board
+        "workers2": workers2,
+    }
 
 
 # --- the run ----------------------------------------------------------------------------------------
-
-
-def server_env(database_url: str, extra: Sequence[str], redis_url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLC_") and k not in {"REDIS_URL", "PORT"}}
-    env.update(
-        DATABASE_URL=database_url,
-        MLC_ENV="development",
-        MLC_DEBUG_SQL_COUNT="1",
-        MLC_JWT_SECRET=BENCH_SECRET,
-        HOST="127.0.0.1",
-        PYTHONUNBUFFERED="1",
-    )
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    for item in extra:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--server-env expects KEY=VALUE, got {item!r}")
-        env[key] = value
-    return env
 
 
 async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     plan = FULL if opts.full else QUICK
     url = bench_database_url(opts.database_url)
     started_at = dt.datetime.now(dt.UTC)
-    # Other work on the machine skews every figure: record how busy it was when the run began.
+    # Other work on the machine skews every figure: record how busy it was when the run began and after.
     load_before = [round(x, 2) for x in os.getloadavg()]
     if load_before[0] > 1.5:
         print(f"warning: load average {load_before[0]} before starting: other work will skew the figures")
+    wrk.wrk_path()
+    if any(name in opts.servers for name in baselines.DIALECTS) and not baselines.installed():
+        raise SystemExit("PostGraphile is not installed in bench/postgraphile: run `make bench-setup`")
     seed_info = await ensure_seeded(url, procs.log_dir)
     conn = await asyncpg.connect(url)
     try:
@@ -358,74 +455,88 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
         await conn.close()
     workloads = [w for w in WORKLOADS if not opts.workloads or w.key in opts.workloads]
     costs = cost_timings(dataset)
-    bench = Bench(plan, dataset, opts.clients, url.rpartition("/")[2])
-    env = server_env(url, opts.server_env, opts.redis_url)
+    bench = Bench(plan, url.rpartition("/")[2])
+    prefix = f"mlc-bench-{uuid.uuid4().hex[:12]}:"
+    if not opts.redis_url:
+        opts.servers = [s for s in opts.servers if s != GRAPHQL_NO_REDIS]
+    ports = {name: free_port() for name in ALL_SERVERS}
+    planned = servers(opts, url, ports, prefix)
+    if GRAPHQL not in {s.name for s in planned}:
+        raise SystemExit("--servers must include graphql: the ratios are MLC Graph's")
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    for server in planned:
+        started[server.name] = procs.start(server.name, server.argv, server.env)
+    for server in planned:
+        base = f"http://127.0.0.1:{ports[server.name]}"
+        await wait_ready(base + server.ready_path, started[server.name], procs, server.name)
+    targets = {s.name: Target(s.name, f"http://127.0.0.1:{ports[s.name]}") for s in planned}
+    pids = {name: proc.pid for name, proc in started.items()}
+    rss: dict[str, Any] = {f"{name}_idle_mb": _mb(procstats.rss_bytes(pid)) for name, pid in pids.items()}
+    print(f"{plan.name} run against {url}; servers {', '.join(targets)}; logs in {procs.log_dir}", flush=True)
 
-    floor_port, gql_port = free_port(), free_port()
-    floor_proc = procs.start("floor", [sys.executable, "-m", "bench.floor", "--port", str(floor_port)], env)
-    gql_proc = procs.start(
-        "graphql",
-        [sys.executable, "-m", "mlc_graph.cli", "serve", "--port", str(gql_port), "--workers", "1"],
-        env,
-    )
-    await wait_ready(f"http://127.0.0.1:{floor_port}/healthz", floor_proc, procs, "floor")
-    await wait_ready(f"http://127.0.0.1:{gql_port}/readyz", gql_proc, procs, "graphql")
-    graphql = Target("graphql", f"http://127.0.0.1:{gql_port}")
-    floor = Target("floor", f"http://127.0.0.1:{floor_port}")
-    pids = {"graphql": gql_proc.pid, "floor": floor_proc.pid}
-    rss: dict[str, Any] = {"graphql_idle_mb": _mb(procstats.rss_bytes(gql_proc.pid))}
-    print(f"{plan.name} run against {url}; logs in {procs.log_dir}", flush=True)
-
-    # Same requests to both: the floor must give the same data, or the comparison means nothing.
+    # Same requests to MLC Graph and the floor: the floor must give the same data, or the ratio means nothing.
     parity: dict[str, str] = {}
-    for w in workloads:
-        problem = await compare_answers(graphql, floor, w, dataset)
-        parity[w.key] = "same" if problem is None else f"differs: {problem}"
-        if problem is not None:
-            print(f"warning: {w.key} answers differ between GraphQL and the floor: {problem}", flush=True)
+    if FLOOR in targets:
+        for w in workloads:
+            problem = await compare_answers(targets[GRAPHQL], targets[FLOOR], w, dataset)
+            parity[w.key] = "same" if problem is None else f"differs: {problem}"
+            if problem is not None:
+                print(f"warning: {w.key} answers differ between GraphQL and the floor: {problem}", flush=True)
+
+    print(f"preparing {plan.sequence} requests per server and workload (each sent once, checked)")
+    page_workloads = (
+        [dashboard_workload(10), dashboard_workload(100)] if any(w.key == "W1" for w in workloads) else []
+    )
+    for name, target in targets.items():
+        for w in [*workloads, *(page_workloads if name in (GRAPHQL, FLOOR) else [])]:
+            seq = await wrk.prepare_sequence(
+                target, w, dataset, procs.log_dir, count=plan.sequence, seed=opts.seed
+            )
+            bench.sequences[(name, w.key)] = seq
+            if seq.problem:
+                print(f"warning: {name} {w.key}: {seq.problem}", flush=True)
 
     print("warm-up", flush=True)
     for w in workloads:
-        for t in (graphql, floor):
-            await bench.measure(t, pids[t.name], w, opts.clients, plan.warmup)
+        for name, target in targets.items():
+            await bench.measure(target, pids[name], w.key, opts.clients, plan.warmup)
 
     print(f"throughput: {opts.clients} clients, {plan.rounds} round(s) of {plan.duration:g} s", flush=True)
-    rounds: dict[tuple[str, str], list[Measured]] = {}
-    for _ in range(plan.rounds):
+    rounds: dict[str, dict[str, list[Measured]]] = {}
+    for index in range(plan.rounds):
+        order = list(targets) if index % 2 == 0 else list(reversed(targets))  # no server always goes first
         for w in workloads:
-            for t in (graphql, floor):
-                rounds.setdefault((w.key, t.name), []).append(
-                    await bench.measure(t, pids[t.name], w, opts.clients, plan.duration)
+            for name in order:
+                rounds.setdefault(w.key, {}).setdefault(name, []).append(
+                    await bench.measure(targets[name], pids[name], w.key, opts.clients, plan.duration)
                 )
 
     print("latency: 1 client", flush=True)
-    single: dict[tuple[str, str], Measured] = {}
+    single: dict[str, dict[str, Measured]] = {}
     for w in workloads:
-        for t in (graphql, floor):
-            single[(w.key, t.name)] = await bench.measure(t, pids[t.name], w, 1, plan.single_duration)
+        for name, target in targets.items():
+            single.setdefault(w.key, {})[name] = await bench.measure(
+                target, pids[name], w.key, 1, plan.single_duration
+            )
 
     page_size: dict[str, Any] = {}
-    if any(w.key == "W1" for w in workloads):
+    if page_workloads:
         print("W1 page size: students(first: 10) vs (first: 100), 1 client", flush=True)
-        for first in (10, 100):
-            w = dashboard_workload(first)
-            for t in (graphql, floor):
-                m = await bench.measure(t, pids[t.name], w, 1, plan.page_duration)
-                page_size[f"{t.name}_first{first}"] = m.summary()
+        for pw in page_workloads:
+            for name in (GRAPHQL, FLOOR):
+                if name in targets:
+                    m = await bench.measure(targets[name], pids[name], pw.key, 1, plan.page_duration)
+                    page_size[f"{name}_first{pw.key.rpartition('first')[2]}"] = m.summary()
         page_size["growth"] = _growth(page_size)
-    rss["graphql_after_load_mb"] = _mb(procstats.rss_bytes(gql_proc.pid))
-    rss["floor_after_load_mb"] = _mb(procstats.rss_bytes(floor_proc.pid))
+    for name, pid in pids.items():
+        rss[f"{name}_after_load_mb"] = _mb(procstats.rss_bytes(pid))
 
     workers2: dict[str, Any] = {}
     if not opts.no_workers2:
-        procs.stop("graphql")
-        gql2 = procs.start(
-            "graphql-2w",
-            [sys.executable, "-m", "mlc_graph.cli", "serve", "--port", str(gql_port), "--workers", "2"],
-            env,
-        )
-        await wait_ready(f"http://127.0.0.1:{gql_port}/readyz", gql2, procs, "graphql-2w")
-        target2 = Target("graphql2w", f"http://127.0.0.1:{gql_port}")
+        main_server = next(s for s in planned if s.name == GRAPHQL)
+        procs.stop(GRAPHQL)
+        gql2 = procs.start("graphql-2w", graphql_argv(ports[GRAPHQL], 2), main_server.env)
+        await wait_ready(targets[GRAPHQL].base_url + "/readyz", gql2, procs, "graphql-2w")
         await asyncio.sleep(1.0)  # both workers listening before load starts
         rss["graphql_workers2_idle_mb"] = [
             _mb(procstats.rss_bytes(p)) for p in procstats.process_tree(gql2.pid)
@@ -434,35 +545,34 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
             f"--workers 2: warm-up, then {plan.rounds} round(s) of {plan.workers2_duration:g} s", flush=True
         )
         for w in workloads:
-            await bench.measure(target2, gql2.pid, w, opts.clients, plan.warmup)
+            await bench.measure(targets[GRAPHQL], gql2.pid, w.key, opts.clients, plan.warmup)
         runs: dict[str, list[Measured]] = {}
         for _ in range(plan.rounds):
             for w in workloads:
                 runs.setdefault(w.key, []).append(
-                    await bench.measure(target2, gql2.pid, w, opts.clients, plan.workers2_duration)
+                    await bench.measure(
+                        targets[GRAPHQL], gql2.pid, w.key, opts.clients, plan.workers2_duration
+                    )
                 )
         workers2 = {key: aggregate(r) for key, r in runs.items()}
-        tree = procstats.process_tree(gql2.pid)
-        rss["graphql_workers2_mb"] = [_mb(procstats.rss_bytes(p)) for p in tree]
+        rss["graphql_workers2_mb"] = [_mb(procstats.rss_bytes(p)) for p in procstats.process_tree(gql2.pid)]
         procs.stop("graphql-2w")
-    procs.stop("floor")
+    procs.stop_all()
+    if opts.redis_url:
+        await clear_redis(opts.redis_url, prefix)
 
     results = {
-        w.key: workload_result(
-            w,
-            rounds[(w.key, "graphql")],
-            rounds[(w.key, "floor")],
-            single[(w.key, "graphql")],
-            single[(w.key, "floor")],
-            workers2.get(w.key),
-        )
-        for w in workloads
+        w.key: workload_result(w, rounds[w.key], single[w.key], workers2.get(w.key)) for w in workloads
     }
     return {
         "mode": plan.name,
         "date": started_at.isoformat(timespec="seconds"),
         "seconds": round((dt.datetime.now(dt.UTC) - started_at).total_seconds()),
-        "machine": {**procstats.machine(str(pg_version)), "load_average_before": load_before},
+        "machine": {
+            **procstats.machine(str(pg_version)),
+            "load_average_before": load_before,
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        },
         "database": url.rpartition("/")[2],
         "seed": seed_info,
         "plan": {
@@ -473,9 +583,12 @@ async def run_bench(opts: argparse.Namespace, procs: Processes) -> dict[str, Any
             "warmup_seconds": plan.warmup,
             "server_env": list(opts.server_env),
             "redis": bool(opts.redis_url),
+            "generator": "wrk",
+            "servers": list(targets),
+            "requests_per_sequence": plan.sequence,
         },
         "git": _git_head(),
-        "server_settings": _server_settings(env),
+        "server_settings": _server_settings(next(s for s in planned if s.name == GRAPHQL).env),
         "workloads": results,
         "page_size": page_size,
         "rss": rss,
@@ -491,7 +604,7 @@ def _mb(n: int) -> float:
 def _growth(page_size: dict[str, Any]) -> dict[str, Any]:
     """Time per request and per response byte from first: 10 to first: 100, per target."""
     out: dict[str, Any] = {}
-    for target in ("graphql", "floor"):
+    for target in (GRAPHQL, FLOOR):
         small, large = page_size.get(f"{target}_first10"), page_size.get(f"{target}_first100")
         if not small or not large or not small["mean_ms"]:
             continue
@@ -549,46 +662,54 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def table(run: dict[str, Any]) -> str:
-    """The issue 7 table: one row per workload."""
-    head = (
-        "| workload | GraphQL req/s | floor req/s | ratio | p50 ms | p95 ms | p99 ms | SQL/request (floor) "
-        "| 1-client p95 ms (floor) | 2 workers req/s | errors |\n"
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    )
-    rows = []
-    for key, w in run["workloads"].items():
-        ratio = f"{w['ratio'] * 100:.0f} %" if w["ratio"] is not None else "-"
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"x{value:.2f}"
+
+
+def _columns(run: dict[str, Any]) -> list[str]:
+    return [name for name in ALL_SERVERS if name in run["plan"].get("servers", ALL_SERVERS)]
+
+
+def _per_server_table(run: dict[str, Any], title: str, key: str, digits: int) -> str:
+    names = _columns(run)
+    head = f"| {title} | " + " | ".join(LABELS[n] for n in names) + " |"
+    rows = [head, "| --- |" + " ---: |" * len(names)]
+    for wkey, w in run["workloads"].items():
+        cells = [_fmt(w["servers"].get(n, {}).get(key), digits) for n in names]
+        rows.append(f"| {wkey} {w['title']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def ratio_table(run: dict[str, Any]) -> str:
+    """MLC Graph against each baseline: throughput, CPU per answer, 1-client p95 (above x1.00: MLC ahead)."""
+    others = [n for n in (POSTGRAPHILE5, POSTGRAPHILE4, FLOOR) if n in _columns(run)]
+    head = "| workload | " + " | ".join(f"vs {LABELS[n]}: req/s, CPU, 1-client p95" for n in others)
+    rows = [head + " | 2 workers req/s | Redis cost ms/request |", "| --- |" + " ---: |" * (len(others) + 2)]
+    for wkey, w in run["workloads"].items():
+        cells = []
+        for n in others:
+            r = w["ratios"].get(n, {})
+            cells.append(f"{_x(r.get('rps'))}, {_x(r.get('cpu'))}, {_x(r.get('single_client_p95'))}")
+        two = (w.get("workers2") or {}).get("rps")
         rows.append(
-            f"| {key} {w['title']} | {_fmt(w['rps'])} | {_fmt(w['floor_rps'])} | {ratio} "
-            f"| {_fmt(w['p50_ms'], 2)} | {_fmt(w['p95_ms'], 2)} | {_fmt(w['p99_ms'], 2)} "
-            f"| {_fmt(w['statements_per_request'], 1)} ({_fmt(w['floor_statements_per_request'], 1)}) "
-            f"| {_fmt(w['single_client_p95_ms'], 2)} ({_fmt(w['floor_single_client_p95_ms'], 2)}) "
-            f"| {_fmt(w['workers2_rps'])} | {w['errors']} / {w['floor_errors']} |"
+            f"| {wkey} | "
+            + " | ".join(cells)
+            + f" | {_fmt(two)} | {_fmt(w.get('redis_cpu_ms_per_request'), 3)} |"
         )
-    return "\n".join([head, *rows])
+    return "\n".join(rows)
 
 
-def cpu_table(run: dict[str, Any]) -> str:
-    head = (
-        "| workload | GraphQL CPU ms/request | floor CPU ms/request | CPU ratio | GraphQL server CPU "
-        "| PostgreSQL CPU | load generator CPU | response KB |\n"
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    )
-    rows = []
-    for key, w in run["workloads"].items():
-        g = w["detail"]["graphql"]
-        rows.append(
-            f"| {key} | {_fmt(w['server_cpu_ms_per_request'], 2)} | {_fmt(w['floor_cpu_ms_per_request'], 2)} "
-            f"| {_pct(w.get('cpu_ratio'))} | {_pct(g['server_cpu_share'])} | {_pct(g['postgres_cpu_share'])} "
-            f"| {_pct(g['client_cpu_share'])} "
-            f"| {_fmt((g['response_bytes'] or 0) / 1024, 1)} |"
-        )
-    return "\n".join([head, *rows])
-
-
-def _pct(share: float | None) -> str:
-    return "-" if share is None else f"{share * 100:.0f} %"
+def latency_table(run: dict[str, Any]) -> str:
+    names = _columns(run)
+    head = "| workload | " + " | ".join(f"{LABELS[n]} p50 / p95 / p99" for n in names) + " |"
+    rows = [head, "| --- |" + " ---: |" * len(names)]
+    for wkey, w in run["workloads"].items():
+        cells = []
+        for n in names:
+            s = w["servers"].get(n, {})
+            cells.append(" / ".join(_fmt(s.get(k), 2) for k in ("p50_ms", "p95_ms", "p99_ms")))
+        rows.append(f"| {wkey} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def markdown(run: dict[str, Any]) -> str:
@@ -599,28 +720,44 @@ def markdown(run: dict[str, Any]) -> str:
         "",
         f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m['memory_gb']} GB, Linux {m['kernel']}, "
         f"Python {m['python']}, PostgreSQL {m['postgresql']} on the same machine; load average "
-        f"{m['load_average_before'][0]} at the start. "
-        f"Database `{run['database']}` at district scale. {plan['clients']} concurrent keep-alive clients, "
-        f"{plan['rounds']} round(s) of "
-        f"{plan['seconds_per_round']:g} s per workload and target (medians), 1-client runs of "
+        f"{m['load_average_before'][0]} at the start, {m.get('load_average_after', ['-'])[0]} at the end. "
+        f"Database `{run['database']}` at district scale. Load from wrk ({plan.get('generator', 'wrk')}), "
+        f"{plan['clients']} keep-alive connections cycling {plan.get('requests_per_sequence')} prepared "
+        f"requests per server and workload, {plan['rounds']} round(s) of {plan['seconds_per_round']:g} s "
+        f"(server order reversed every other round; medians), 1-client runs of "
         f"{plan['single_client_seconds']:g} s; the whole run took {run['seconds']} s."
         + (f" Server env: {', '.join(plan['server_env'])}." if plan["server_env"] else "")
-        + (" REDIS_URL set." if plan["redis"] else " No REDIS_URL (in-process fallbacks).")
+        + (" MLC Graph: production configuration, REDIS_URL set." if plan["redis"] else " No REDIS_URL.")
         + (_settings_line(run["server_settings"]) if run.get("server_settings") else ""),
         "",
-        table(run),
+        _per_server_table(run, "req/s at 32 clients", "rps", 1),
         "",
-        "p50/p95/p99 are GraphQL's at the full client count (latency there follows throughput: "
-        "clients / req/s); the 1-client p95 is the latency target. Errors: GraphQL / floor "
-        "(any error makes a figure suspect).",
+        "MLC Graph (production) against each baseline, as ratios (above x1.00 MLC Graph is ahead: more "
+        "req/s, less CPU per answer, lower 1-client p95). Redis cost: MLC Graph's CPU per answer with "
+        "REDIS_URL minus without (quota, session and tier admission, and W2's live board):",
         "",
-        "CPU ratio = floor CPU ms / GraphQL CPU ms per answer: the throughput ratio to expect when the "
-        "server process is the bottleneck, and steadier than req/s when other work shares the cores.",
+        ratio_table(run),
         "",
-        "Who spent the CPU during the GraphQL rounds (shares of one core; 2 cores in all; PostgreSQL: "
-        "the backends serving the bench database):",
+        _per_server_table(run, "server CPU ms/request", "server_cpu_ms_per_request", 3),
         "",
-        cpu_table(run),
+        _per_server_table(run, "PostgreSQL CPU ms/request", "postgres_cpu_ms_per_request", 3),
+        "",
+        _per_server_table(run, "1-client p95 ms", "single_client_p95_ms", 2),
+        "",
+        _per_server_table(run, "SQL statements/request", "statements_per_request", 1),
+        "",
+        "Latency at 32 clients, ms (follows throughput: about 32 / req/s):",
+        "",
+        latency_table(run),
+        "",
+        _per_server_table(run, "load generator CPU (share of a core)", "client_cpu_share", 3),
+        "",
+        "Errors (non-200, `errors` in an answer, socket errors): "
+        + "; ".join(
+            f"{wkey}: " + ", ".join(f"{n} {s['errors']}" for n, s in w["servers"].items())
+            for wkey, w in run["workloads"].items()
+        )
+        + ".",
     ]
     growth = run["page_size"].get("growth")
     if growth:
@@ -630,7 +767,7 @@ def markdown(run: dict[str, Any]) -> str:
             "W1 page size, 1 client, mean ms per request (response KB): students(first: 10) -> (first: 100):",
             "",
         ]
-        for target in ("graphql", "floor"):
+        for target in (GRAPHQL, FLOOR):
             small, large = ps.get(f"{target}_first10"), ps.get(f"{target}_first100")
             if small and large and target in growth:
                 g = growth[target]
@@ -645,23 +782,13 @@ def markdown(run: dict[str, Any]) -> str:
         same = all(v == "same" for v in parity.values())
         lines += [
             "",
-            "Answers compared before the load (3 requests per workload, GraphQL's `data` vs the floor's): "
+            "Answers compared before the load (3 requests per workload, MLC Graph's `data` vs the floor's): "
             + (
                 "identical for every workload." if same else "; ".join(f"{k}: {v}" for k, v in parity.items())
             ),
         ]
     rss = run["rss"]
-    lines += [
-        "",
-        f"Server RSS: {rss.get('graphql_idle_mb')} MB idle, {rss.get('graphql_after_load_mb')} MB after load "
-        f"(floor {rss.get('floor_after_load_mb')} MB)"
-        + (
-            f"; with --workers 2, per process of the server's tree: "
-            f"{rss.get('graphql_workers2_idle_mb')} MB idle, {rss['graphql_workers2_mb']} MB after load."
-            if rss.get("graphql_workers2_mb")
-            else "."
-        ),
-    ]
+    lines += ["", "RSS MB: " + ", ".join(f"{k.removesuffix('_mb')} {v}" for k, v in rss.items()) + "."]
     if run.get("cost_analysis"):
         lines += ["", "Cost analysis per operation (in-process, the analyzer alone):", ""]
         for key, c in run["cost_analysis"].items():
@@ -714,14 +841,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="about 1 minute, 1 round (default)")
-    mode.add_argument("--full", action="store_true", help="about 10 minutes, medians of 3 rounds")
+    mode.add_argument("--full", action="store_true", help="about 15 minutes, medians of 3 rounds")
     parser.add_argument("--database-url", help="bench database (default BENCH_DATABASE_URL or .../mlc_bench)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients for throughput (32)")
     parser.add_argument("--workloads", nargs="*", choices=[w.key for w in WORKLOADS], help="subset to run")
     parser.add_argument("--no-workers2", action="store_true", help="skip the --workers 2 server")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the server and floor (repeatable)")  # fmt: skip
-    parser.add_argument("--redis-url", help="give the server REDIS_URL (off by default: rate limits)")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="Redis of the production configuration (keys under a unique prefix, deleted after)",
+    )
+    parser.add_argument(
+        "--no-redis",
+        dest="redis_url",
+        action="store_const",
+        const=None,
+        help="measure MLC Graph without REDIS_URL only",
+    )
+    parser.add_argument(
+        "--servers",
+        nargs="*",
+        default=list(ALL_SERVERS),
+        choices=ALL_SERVERS,
+        help="servers to measure (default all; graphql is always needed)",
+    )
     parser.add_argument("--seed", type=int, default=7, help="seed of the request sequence")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md/results.json")
     return parser.parse_args(argv)
@@ -749,9 +894,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         procs.stop_all()
     print()
-    print(table(run))
-    print()
-    print(cpu_table(run))
+    print(markdown(run))
     if not opts.no_write:
         write_markdown(BENCH_DIR / "RESULTS.md", run)
         write_json(BENCH_DIR / "results.json", run)

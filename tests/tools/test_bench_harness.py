@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from bench import procstats
+from bench.baselines import DIALECTS, row_ids
 from bench.floor import STATEMENTS_HEADER, create_app
 from bench.load import (
     LoadResult,
@@ -29,6 +31,7 @@ from bench.load import (
 )
 from bench.run import Measured, Processes, workload_result, write_json, write_markdown
 from bench.workloads import BY_KEY, WORKLOADS, Dataset, Request, build_dataset, dashboard_workload
+from bench.wrk import WrkResult, parse_result, prepare_sequence, run_wrk, write_requests
 from mlc_graph.platform.auth import Principal, Role, issue_token
 from mlc_graph.platform.config import DEV_JWT_SECRET, PoolSettings
 from resolvers.leaderboards import pseudonym
@@ -390,34 +393,41 @@ async def test_floor_answers_equal_the_graphql_answers(
     assert from_floor == from_graphql
 
 
-def _measured(rps: float, statements: int, latencies_ms: list[float]) -> Measured:
-    load = LoadResult("x", "W4", clients=32, requests=int(rps * 2), errors=0, elapsed=2.0)
-    load.latencies = [v / 1000 for v in latencies_ms]
-    load.statements, load.statement_samples = statements * load.requests, load.requests
-    load.response_bytes = 200 * load.requests
-    return Measured(load, server_cpu=1.0, postgres_cpu=0.5)
+def _measured(target: str, rps: float, p95_ms: float, cpu_ms: float) -> Measured:
+    """A 2-second wrk run of `rps` answers/s that cost the server `cpu_ms` each."""
+    load = WrkResult(
+        target, "W4", clients=32, requests=int(rps * 2), errors=0, elapsed=2.0, p50_ms=p95_ms / 2,
+        p95_ms=p95_ms, p99_ms=p95_ms * 2, mean_ms=p95_ms / 2, response_bytes=200, client_cpu=0.02,
+        statements_per_request=1.0, first_error=None,
+    )  # fmt: skip
+    return Measured(load, server_cpu=int(rps * 2) * cpu_ms / 1000, postgres_cpu=0.5)
 
 
 def _fake_run(mode: str) -> dict[str, Any]:
     workload = BY_KEY["W4"]
-    line = workload_result(
-        workload,
-        [_measured(400, 1, [1, 2, 3]), _measured(500, 1, [1, 2, 3]), _measured(450, 1, [2, 3, 4])],
-        [_measured(900, 1, [1, 1, 2])],
-        _measured(300, 1, [1, 2, 9]),
-        _measured(500, 1, [1, 1, 5]),
-        {"rps": 700.0},
-    )
+    rounds = {
+        "graphql": [_measured("graphql", r, 3.0, 0.5) for r in (400, 500, 450)],
+        "graphql-noredis": [_measured("graphql-noredis", 600, 2.0, 0.4)],
+        "postgraphile5": [_measured("postgraphile5", r, 4.0, 1.0) for r in (900, 850, 950)],
+        "postgraphile4": [_measured("postgraphile4", 300, 4.0, 1.5)],
+        "floor": [_measured("floor", 900, 1.0, 0.25)],
+    }
+    single = {name: _measured(name, 100, p95, 1.0) for name, p95 in
+              (("graphql", 9.0), ("graphql-noredis", 8.0), ("postgraphile5", 4.5), ("postgraphile4", 6.0),
+               ("floor", 3.0))}  # fmt: skip
+    line = workload_result(workload, rounds, single, {"rps": 700.0})
     return {
         "mode": mode,
         "date": "2026-11-27T08:00:00+00:00",
         "seconds": 60,
         "machine": {"nproc": 2, "cpu_model": "cpu", "memory_gb": 24.0, "kernel": "6", "python": "3.11",
-                    "postgresql": "15.2", "load_average_before": [0.5, 0.4, 0.3]},
+                    "postgresql": "15.2", "load_average_before": [0.5, 0.4, 0.3],
+                    "load_average_after": [0.7, 0.4, 0.3]},
         "database": "mlc_bench",
         "seed": {"seeded_now": False},
-        "plan": {"clients": 32, "rounds": 3, "seconds_per_round": 12.0, "single_client_seconds": 8.0,
-                 "warmup_seconds": 5.0, "server_env": [], "redis": False},
+        "plan": {"clients": 32, "rounds": 3, "seconds_per_round": 10, "single_client_seconds": 5,
+                 "warmup_seconds": 3, "server_env": [], "redis": True, "generator": "wrk",
+                 "servers": list(rounds), "requests_per_sequence": 300},
         "git": "abc1234",
         "workloads": {"W4": line},
         "page_size": {},
@@ -426,16 +436,19 @@ def _fake_run(mode: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def test_results_take_medians_of_rounds_and_the_ratio_to_the_floor() -> None:
+def test_results_take_medians_of_rounds_and_the_ratios_to_each_baseline() -> None:
     line = _fake_run("full")["workloads"]["W4"]
-    assert line["rps"] == 450.0
-    assert line["floor_rps"] == 900.0
-    assert line["ratio"] == 0.5
-    assert line["p95_ms"] == 3.0
-    assert line["single_client_p95_ms"] == 9.0
-    assert line["statements_per_request"] == 1.0
-    assert line["workers2_rps"] == 700.0
-    assert line["cpu_ratio"] == pytest.approx(0.5, abs=0.01)  # same CPU per second, half the answers
+    mlc, pg5 = line["servers"]["graphql"], line["servers"]["postgraphile5"]
+    assert (mlc["rps"], pg5["rps"]) == (450.0, 900.0)
+    assert (mlc["p95_ms"], mlc["single_client_p95_ms"]) == (3.0, 9.0)
+    assert mlc["server_cpu_ms_per_request"] == 0.5
+    assert mlc["statements_per_request"] == 1.0
+    # Throughput MLC / other; CPU and 1-client p95 other / MLC: above 1 means MLC Graph is ahead.
+    assert line["ratios"]["postgraphile5"] == {"rps": 0.5, "cpu": 2.0, "single_client_p95": 0.5}
+    assert line["ratios"]["postgraphile4"]["rps"] == 1.5
+    assert line["ratios"]["floor"]["cpu"] == 0.5
+    assert line["redis_cpu_ms_per_request"] == pytest.approx(0.1)
+    assert line["workers2"] == {"rps": 700.0}
 
 
 def test_results_files_keep_notes_and_the_other_mode(tmp_path: Path) -> None:
@@ -448,7 +461,9 @@ def test_results_files_keep_notes_and_the_other_mode(tmp_path: Path) -> None:
     assert "Profile notes written by hand." in text
     assert text.count("<!-- bench:full:begin -->") == 1
     assert text.count("<!-- bench:quick:begin -->") == 1
-    assert "| W4 one student by id | 450.0 | 900.0 | 50 % |" in text
+    assert "| W4 one student by id | 450.0 | 600.0 | 900.0 | 300.0 | 900.0 |" in text
+    assert "| W4 | x0.50, x2.00, x0.50 | x1.50, x3.00, x0.67 | x0.50, x0.50, x0.33 | 700.0 | 0.100 |" in text
+    assert "load average 0.5 at the start, 0.7 at the end" in text
     assert "cached 2.0 us" in text
 
     data = tmp_path / "results.json"
@@ -456,7 +471,7 @@ def test_results_files_keep_notes_and_the_other_mode(tmp_path: Path) -> None:
     write_json(data, _fake_run("quick"))
     saved = orjson.loads(data.read_bytes())
     assert set(saved) == {"full", "quick"}
-    assert saved["full"]["workloads"]["W4"]["ratio"] == 0.5
+    assert saved["full"]["workloads"]["W4"]["ratios"]["postgraphile5"]["rps"] == 0.5
 
 
 async def test_procstats_reads_processes_and_the_bench_databases_backends(
@@ -511,3 +526,58 @@ async def test_the_runners_parity_check_passes_against_the_real_server(
         target = Target("floor", str(floor.make_url("")).rstrip("/"))
         for workload in WORKLOADS:
             assert await compare_answers(graphql, target, workload, dataset, samples=3) is None, workload.key
+
+
+def test_wrk_requests_file_quotes_any_body_as_a_lua_long_string(tmp_path: Path) -> None:
+    path = tmp_path / "requests.lua"
+    tricky = b'{"query":"]] ]=] ]==]","variables":{}}'
+    write_requests(path, [("/graphql", "tok]]en", tricky), ("/w4", "t", b"{}")])
+    text = path.read_text()
+    assert text.startswith("return {\n")
+    # Each string's closing bracket has more '=' than any run inside it, so none ends early.
+    assert '{[[/graphql]], [=[tok]]en]=], [===[{"query":"]] ]=] ]==]","variables":{}}]===]},' in text
+    assert "{[[/w4]], [[t]], [[{}]]}," in text
+
+
+def test_wrk_result_line_is_read_from_its_output() -> None:
+    out = 'Running 1s test\nMLC_WRK_RESULT {"requests":10,"p95_us":1500}\n'
+    assert parse_result(out) == {"requests": 10, "p95_us": 1500}
+    with pytest.raises(RuntimeError, match="no result line"):
+        parse_result("Running 1s test\n")
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make bench-setup installs it)")
+async def test_wrk_cycles_a_prepared_sequence_and_counts_wrong_answers(
+    floor: TestServer, world: World, tmp_path: Path
+) -> None:
+    """The wrk path of `make bench`: a sequence prepared from real answers (W3 follows its cursor), then
+    wrk driving it; a sequence of refused requests shows up as errors, not as throughput."""
+    target = Target("floor", str(floor.make_url("")).rstrip("/"))
+    dataset = _dataset(world)
+    library = await prepare_sequence(target, BY_KEY["W3"], dataset, tmp_path, count=6)
+    assert (library.requests, library.statements_per_request, library.problem) == (6, 3.0, None)
+    # Page 1 then page 2 through the cursor the floor answered, then a new visit: 1, 2, 1, 2, ...
+    bodies = [line for line in library.path.read_text().splitlines() if line.startswith("{")]
+    assert ['"after":null' in b for b in bodies] == [True, False, True, False, True, False]
+
+    result = await run_wrk(target, library, clients=2, duration=1)
+    assert result.requests > 0 and result.errors == 0 and result.first_error is None
+    assert 0 < result.p50_ms <= result.p95_ms <= result.p99_ms
+    assert result.client_cpu > 0
+
+    broken = replace(dataset, admin_tokens=dict.fromkeys(dataset.admin_tokens, "not-a-token"))
+    refused = await prepare_sequence(target, BY_KEY["W4"], broken, tmp_path, count=3)
+    assert refused.problem is not None and refused.problem.startswith("HTTP 401")
+    result = await run_wrk(target, refused, clients=1, duration=1)
+    assert result.requests > 0 and result.errors == result.requests and result.rps == 0
+    assert result.first_error is not None and result.first_error.startswith("HTTP 401")
+
+
+def test_postgraphile_documents_ask_each_version_in_its_own_naming() -> None:
+    v4, v5 = DIALECTS["postgraphile4"].documents(), DIALECTS["postgraphile5"].documents()
+    assert set(v4) == set(v5) == {w.key for w in WORKLOADS}
+    assert "teacher: teacherById(id: $id)" in v4["W1"] and "teacher: teacherByRowId(rowId: $id)" in v5["W1"]
+    assert "id: rowId" in v5["W4"] and "rowId" not in v4["W4"]
+    # Row ids from MLC Graph's global ids; cursors pass through untouched.
+    variables = {"categoryId": encode_global_id("Category", 12), "after": "opaque"}
+    assert row_ids(variables) == {"categoryId": "12", "after": "opaque"}
