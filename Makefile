@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Tests and benchmarks default to the local server; `make run` must see DATABASE_URL only when the
 # user set it, because without it the dev server starts an embedded PostgreSQL.
-pytest bench bench-quick: export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+pytest bench bench-quick perf-budget: export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: install run test lint typecheck pytest schema bench bench-quick bench-setup assets clean
+.PHONY: install run test lint typecheck pytest schema bench bench-quick bench-setup perf-budget assets clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ pytest: $(STAMP) assets
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# CI's performance budget (bench/budget.py, bench/perf_budget.json): calls and SQL statements per request
+# of W1-W4 over fixed sequences, on PostgreSQL and Redis; `python -m bench.budget --update` after a change
+# that is meant to cost more (or less), committed with it.
+perf-budget: $(STAMP)
+	$(BIN)/python -m bench.budget
 
 schema: $(STAMP)
 	$(BIN)/mlc-graph export-schema > schema.graphql
