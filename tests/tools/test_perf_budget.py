@@ -101,5 +101,6 @@ async def test_counts_repeat_and_catch_an_extra_statement_and_a_per_field_hook(
     failures = check(budget, hooked_run)[0]
     # W1 answers about 120 ids per request: over 1 %. W4 answers one, a growth the margin allows.
     assert [f.split(":")[0] for f in failures] == ["W1"] and "calls/request" in failures[0]
-    assert hooked_run["W4"].calls_per_request - first["W4"].calls_per_request == pytest.approx(1, abs=0.1)
+    # About one call more per W4 answer (give or take the per-second Date and log timestamp caches).
+    assert 0.5 <= hooked_run["W4"].calls_per_request - first["W4"].calls_per_request <= 1.5
     assert hooked_run["W1"].statements == first["W1"].statements
