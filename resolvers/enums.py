@@ -59,3 +59,9 @@ class LeaderboardScope(enum.StrEnum):
     CLASS = "CLASS"
     ORGANIZATION = "ORGANIZATION"
     GLOBAL = "GLOBAL"
+
+
+@strawberry.enum(description="The two hourly quotas, named as the policies of the RateLimit-Policy header.")
+class RateLimitQuotaName(enum.StrEnum):
+    REQUESTS = "requests"
+    POINTS = "points"

@@ -7,13 +7,36 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from mlc_graph.guards.ratelimit import RateLimitResult
+from mlc_graph.guards.ratelimit import Quota, RateLimitResult
 from mlc_graph.platform.errors import ServiceUnavailableError
 from mlc_graph.realtime.services import Realtime, realtime_of
-from resolvers.enums import LeaderboardScope
+from resolvers.enums import LeaderboardScope, RateLimitQuotaName
 from resolvers.info import Info
 from resolvers.leaderboards import Leaderboard, open_board
 from resolvers.live_boards import read_board
+
+
+@strawberry.type(description="One hourly quota: requests, or cost points (the RateLimit header's policies).")
+class RateLimitQuota:
+    name: RateLimitQuotaName = strawberry.field(description="The policy id in the RateLimit headers.")
+    unit: str = strawberry.field(description="`requests` or `cost-points` (the header's `qu`).")
+    limit: int = strawberry.field(description="Allowed in the sliding hour by the organization's tier.")
+    used: int = strawberry.field(description="Counted in the sliding hour, this request included.")
+    remaining: int = strawberry.field(description="Left in the sliding hour.")
+    window_seconds: int = strawberry.field(description="Length of the sliding window.")
+    reset_at: dt.datetime = strawberry.field(description="When the oldest counted minute leaves the window.")
+
+    @classmethod
+    def of(cls, quota: Quota, now: int) -> RateLimitQuota:
+        return cls(
+            name=RateLimitQuotaName(quota.name),
+            unit=quota.unit,
+            limit=quota.limit,
+            used=quota.used,
+            remaining=quota.remaining,
+            window_seconds=quota.window,
+            reset_at=dt.datetime.fromtimestamp(now + quota.reset_in, dt.UTC),
+        )
 
 
 @strawberry.type(description="The viewer's API quota for the current hour (like GitHub's rateLimit).")
@@ -25,6 +48,16 @@ class RateLimit:
     cost: int = strawberry.field(description="Cost points this request was charged.")
     cost_limit: int = strawberry.field(description="Cost points allowed per hour.")
     cost_remaining: int = strawberry.field(description="Cost points left in the sliding hour.")
+    cost_used: int = strawberry.field(
+        description="Cost points counted in the sliding hour, this request's included."
+    )
+    quotas: list[RateLimitQuota] = strawberry.field(
+        description="Both quotas, requests then cost points; a request needs room in each."
+    )
+    limited_by: RateLimitQuotaName = strawberry.field(
+        description="The quota with the smallest share left (the one that refused, after a refusal): "
+        "what the RateLimit-Limit, -Remaining and -Reset headers show."
+    )
     shared: bool = strawberry.field(
         description="False while Redis is unavailable and this instance counts on its own."
     )
@@ -39,6 +72,9 @@ class RateLimit:
             cost=result.cost,
             cost_limit=result.cost_limit,
             cost_remaining=result.cost_remaining,
+            cost_used=result.cost_used,
+            quotas=[RateLimitQuota.of(q, result.now) for q in result.quotas()],
+            limited_by=RateLimitQuotaName(result.tightest().name),
             shared=result.shared,
         )
 

@@ -4,6 +4,10 @@ The window is 60 one-minute buckets in one Redis hash per user (`r:<minute>` req
 cost points). One Lua script reads the live buckets, drops expired ones, decides and counts, so the
 check is atomic and costs one round trip; it uses Redis's clock so instances never disagree. A refused
 request is not counted. Without Redis (or while it is down) the same algorithm runs in process.
+
+Clients see both quotas (RateLimitResult.headers()): `RateLimit-Policy` and `RateLimit` as structured-field
+lists with the policies `"requests"` and `"points"` (draft-ietf-httpapi-ratelimit-headers), and the older
+RateLimit-Limit/Remaining/Reset for the tightest; a refusal (error()) names the quota that refused.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from mlc_graph.platform.errors import ApiError
 from mlc_graph.platform.redis import RedisState, RedisUnavailable
 
 BUCKET_SECONDS = 60
+# Policy ids in the RateLimit-Policy and RateLimit headers, and `extensions.quota` of a refusal.
+REQUESTS_POLICY = "requests"
+POINTS_POLICY = "points"
+POINTS_UNIT = "cost-points"
 _BUCKETS = WINDOW_SECONDS // BUCKET_SECONDS
 
 # A Lua function (also used by the combined admission script in mlc_graph.realtime.services): the user's hash
@@ -99,26 +107,93 @@ class RateLimitResult:
     def retry_after(self) -> int:
         return max(1, self.reset_in)
 
+    @property
+    def refused_by(self) -> str | None:
+        """The quota that refused this request (`requests` or `points`), None when it was allowed."""
+        if self.allowed:
+            return None
+        return REQUESTS_POLICY if self.used + 1 > self.limit else POINTS_POLICY
+
+    def quotas(self) -> tuple[Quota, Quota]:
+        """Both quotas, requests first, in the shape the headers and `viewer.rateLimit` report."""
+        return (
+            Quota(REQUESTS_POLICY, "requests", self.limit, self.used, self.remaining, self.reset_in),
+            Quota(
+                POINTS_POLICY,
+                POINTS_UNIT,
+                self.cost_limit,
+                self.cost_used,
+                self.cost_remaining,
+                self.reset_in,
+            ),
+        )
+
+    def tightest(self) -> Quota:
+        """The quota with the smallest share left (the one that refused, when one did); requests on a tie."""
+        requests, points = self.quotas()
+        if self.refused_by is not None:
+            return points if self.refused_by == POINTS_POLICY else requests
+        return points if points.share_left < requests.share_left else requests
+
     def headers(self) -> dict[str, str]:
+        """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers, structured fields)
+        with both quotas, and the older three headers for the tightest one."""
+        quotas = self.quotas()
+        tightest = self.tightest()
         headers = {
-            "RateLimit-Limit": str(self.limit),
-            "RateLimit-Remaining": str(self.remaining),
-            "RateLimit-Reset": str(self.reset_in),
+            "RateLimit-Policy": ", ".join(q.policy_item() for q in quotas),
+            "RateLimit": ", ".join(q.state_item() for q in quotas),
+            "RateLimit-Limit": str(tightest.limit),
+            "RateLimit-Remaining": str(tightest.remaining),
+            "RateLimit-Reset": str(tightest.reset_in),
         }
         if not self.allowed:
             headers["Retry-After"] = str(self.retry_after)
         return headers
 
     def error(self) -> RateLimitedError:
-        over_cost = self.used < self.limit
-        what = f"{self.cost_limit} cost points" if over_cost else f"{self.limit} requests"
+        quota = self.tightest()
+        what = f"{quota.limit} cost points" if quota.name == POINTS_POLICY else f"{quota.limit} requests"
+        detail = (
+            f"; this operation costs {self.cost} and {self.cost_remaining} are left"
+            if quota.name == POINTS_POLICY
+            else ""
+        )
         return RateLimitedError(
-            f"Rate limit of {what} per hour exceeded; retry in {self.retry_after} s",
+            f"Rate limit of {what} per hour exceeded{detail}; retry in {self.retry_after} s",
+            quota=quota.name,
             limit=self.limit,
             costLimit=self.cost_limit,
+            cost=self.cost,
             retryAfter=self.retry_after,
             resetAt=self.reset_at,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """One policy of the hourly window: what it allows, what is used and left, when it resets."""
+
+    name: str  # the policy id in RateLimit-Policy / RateLimit
+    unit: str
+    limit: int
+    used: int
+    remaining: int
+    reset_in: int
+    window: int = WINDOW_SECONDS
+
+    @property
+    def share_left(self) -> float:
+        return self.remaining / self.limit if self.limit > 0 else 0.0
+
+    def policy_item(self) -> str:
+        # A structured-field Item (RFC 9651): the policy id as a String, then its parameters. `requests`
+        # is the draft's default unit; cost points are not a registered unit, so they are named.
+        unit = "" if self.unit == "requests" else f';qu="{self.unit}"'
+        return f'"{self.name}";q={self.limit};w={self.window}{unit}'
+
+    def state_item(self) -> str:
+        return f'"{self.name}";r={self.remaining};t={self.reset_in}'
 
 
 class _LocalWindow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -259,3 +260,123 @@ async def test_the_cost_budget_follows_the_tier(clean_db: asyncpg.Pool, database
             if codes[org] is None:
                 assert payload["extensions"]["cost"]["budget"] == 10_000
         assert codes == {ensemble: None, prelude: "QUERY_TOO_COMPLEX"}
+
+
+# --- issue 12 item 15: both quotas visible (RateLimit-Policy / RateLimit), the refusal names its quota ---
+
+POLICY_ITEM = re.compile(r'^"(?P<name>[a-z]+)";q=(?P<q>\d+);w=(?P<w>\d+)(?:;qu="(?P<qu>[a-z-]+)")?$')
+STATE_ITEM = re.compile(r'^"(?P<name>[a-z]+)";r=(?P<r>\d+);t=(?P<t>\d+)$')
+
+
+def _items(header: str, pattern: re.Pattern[str]) -> dict[str, dict[str, str]]:
+    """A structured-field List of our Items, keyed by policy id (each member must match `pattern`)."""
+    parsed = {}
+    for member in header.split(","):
+        match = pattern.match(member.strip())
+        assert match is not None, f"not a policy item: {member!r}"
+        parsed[match["name"]] = {k: v for k, v in match.groupdict().items() if v is not None}
+    return parsed
+
+
+async def test_headers_carry_both_quotas_and_the_legacy_trio_follows_the_tightest() -> None:
+    limiter = RateLimiter(RedisState(None))
+    tier = replace(PRELUDE, requests_per_hour=500, cost_per_hour=1000)
+    first = await limiter.hit("teacher:9", tier, cost=900)
+    headers = first.headers()
+    assert _items(headers["RateLimit-Policy"], POLICY_ITEM) == {
+        "requests": {"name": "requests", "q": "500", "w": "3600"},
+        "points": {"name": "points", "q": "1000", "w": "3600", "qu": "cost-points"},
+    }
+    state = _items(headers["RateLimit"], STATE_ITEM)
+    assert (state["requests"]["r"], state["points"]["r"]) == ("499", "100")
+    assert int(state["points"]["t"]) == int(headers["RateLimit-Reset"]) > 0
+    # 10 % of the points are left and 99.8 % of the requests: the points are the tightest.
+    assert (headers["RateLimit-Limit"], headers["RateLimit-Remaining"]) == ("1000", "100")
+    assert first.tightest().name == "points"
+    # Requests tighter than points: the trio follows them.
+    few = replace(PRELUDE, requests_per_hour=2, cost_per_hour=1000)
+    one = await limiter.hit("teacher:10", few, cost=1)
+    assert (one.headers()["RateLimit-Limit"], one.headers()["RateLimit-Remaining"]) == ("2", "1")
+
+
+async def test_a_refusal_says_which_quota_refused_it() -> None:
+    limiter = RateLimiter(RedisState(None))
+    tier = replace(PRELUDE, requests_per_hour=500, cost_per_hour=1000)
+    assert (await limiter.hit("teacher:11", tier, cost=900)).allowed
+    over_points = await limiter.hit("teacher:11", tier, cost=200)
+    error = over_points.error()
+    assert error.extensions is not None
+    assert error.extensions["quota"] == "points"
+    assert error.extensions["cost"] == 200
+    assert "1000 cost points" in error.message
+    assert over_points.headers()["RateLimit-Remaining"] == "100"
+    assert over_points.headers()["RateLimit-Limit"] == "1000"
+    requests_only = replace(PRELUDE, requests_per_hour=1, cost_per_hour=1000)
+    assert (await limiter.hit("teacher:12", requests_only)).allowed
+    over_requests = (await limiter.hit("teacher:12", requests_only)).error()
+    assert over_requests.extensions is not None
+    assert over_requests.extensions["quota"] == "requests"
+    assert "1 requests" in over_requests.message
+
+
+@pytest.fixture
+async def points_app(database_url: str, redis_prefix: str) -> AsyncIterator[TestClient[Any, Any]]:
+    """Plenty of requests, few cost points: the points run out first (the case the old headers hid)."""
+    overrides = '{"PRELUDE": {"requests_per_hour": 500, "cost_per_hour": 12}}'
+    settings = http_settings(
+        database_url, redis_url=REDIS_URL, redis_prefix=redis_prefix, tier_overrides=overrides
+    )
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(create_app(settings, features=[subscriptions.install]))
+    )
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def test_http_headers_show_the_points_quota_before_it_refuses(
+    points_app: TestClient[Any, Any], clean_db: asyncpg.Pool
+) -> None:
+    org = await factories.make_org(clean_db, tier="PRELUDE")
+    teacher = await factories.make_teacher(clean_db, org)
+    me = issue_token(DEV_JWT_SECRET, Role.TEACHER, teacher, org, session_id="s-points")
+    query = (
+        "{ viewer { rateLimit { costUsed limitedBy"
+        " quotas { name unit limit used remaining windowSeconds resetAt } } } }"
+    )
+    answers = []
+    while len(answers) < 20:
+        status, body, headers = await _post(points_app, query, me)
+        answers.append((status, body, headers))
+        if status == 429:
+            break
+    status, body, headers = answers[-1]
+    assert status == 429
+    allowed = answers[:-1]
+    assert allowed, "the first request should have been allowed"
+    _, last_body, last_headers = allowed[-1]
+    # The request before the refusal announced it: the legacy trio is the points quota, nearly spent.
+    assert last_headers["RateLimit-Limit"] == "12"
+    assert int(last_headers["RateLimit-Remaining"]) < 12
+    state = _items(last_headers["RateLimit"], STATE_ITEM)
+    assert int(state["requests"]["r"]) == 500 - len(allowed)
+    assert state["points"]["r"] == last_headers["RateLimit-Remaining"]
+    rate = last_body["data"]["viewer"]["rateLimit"]
+    assert rate["limitedBy"] == "POINTS"
+    quotas = {q["name"]: q for q in rate["quotas"]}
+    assert quotas["REQUESTS"]["limit"] == 500
+    assert quotas["REQUESTS"]["used"] == len(allowed)
+    assert quotas["REQUESTS"]["unit"] == "requests"
+    assert quotas["POINTS"]["limit"] == 12
+    assert quotas["POINTS"]["unit"] == "cost-points"
+    assert quotas["POINTS"]["used"] == rate["costUsed"] == 12 - int(last_headers["RateLimit-Remaining"])
+    assert quotas["POINTS"]["windowSeconds"] == 3600
+    # The refusal says which quota it was, in the body and in the headers.
+    extensions = body["errors"][0]["extensions"]
+    assert (extensions["code"], extensions["quota"]) == ("RATE_LIMITED", "points")
+    assert "cost points" in body["errors"][0]["message"]
+    assert headers["RateLimit-Limit"] == "12"
+    assert int(headers["Retry-After"]) > 0
+    assert _items(headers["RateLimit-Policy"], POLICY_ITEM)["points"]["q"] == "12"
