@@ -5,6 +5,10 @@ text as `text/plain;charset=UTF-8` (a CORS-safelisted type, so no preflight): th
 as well as `application/json`. Accepting text/plain is safe here because a sample changes no user data,
 only analytics, and every sample is bounded (mlc_graph.domain.vitals). One object or an array of them;
 204 when stored, 400/413/415 with a JSON error otherwise. One INSERT per request.
+
+Nobody signs in to send a beacon, so each client address may send `MLC_WEB_VITALS_PER_MINUTE` of them a
+minute (mlc_graph.guards.address_limit; 429 `RATE_LIMITED` with Retry-After beyond), and the body is read
+up to MAX_BODY_BYTES whatever its framing: a chunked body one byte over is refused with 413.
 """
 
 from __future__ import annotations
@@ -17,15 +21,20 @@ from aiohttp import web
 
 from loaders.web_vitals import insert_web_vitals
 from mlc_graph.domain.vitals import MAX_BODY_BYTES, InvalidMetric, metrics_from
+from mlc_graph.guards.address_limit import AddressLimiter
+from mlc_graph.http.client_address import Network, client_address, trusted_networks
 from mlc_graph.http.view import error_body, json_response
-from mlc_graph.keys import POOL, SETTINGS
+from mlc_graph.keys import POOL, SERVICES, SETTINGS
 from mlc_graph.platform.auth import AuthError, bearer_token, decode_token
 from mlc_graph.platform.db import DatabaseUnavailableError, Executor, QueryStats
+from mlc_graph.realtime.services import SERVICE, Realtime
 
 log = logging.getLogger(__name__)
 
 PATH = "/api/analytics/web-vitals"
 _MEDIA_TYPES = ("application/json", "text/plain")
+BEACON_LIMIT: web.AppKey[AddressLimiter] = web.AppKey("beacon_limit", AddressLimiter)
+TRUSTED_PROXIES: web.AppKey[tuple[Network, ...]] = web.AppKey("trusted_proxies")
 
 
 def _refuse(status: int, code: str, message: str) -> web.Response:
@@ -50,15 +59,44 @@ def _org_id(request: web.Request) -> int | None:
         return None
 
 
+async def _read_bounded(request: web.Request) -> bytes | None:
+    """The whole body, or None once it grows past MAX_BODY_BYTES (`read(n)` alone returns whatever has
+    arrived, so a body sent in several chunks would be cut short)."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(MAX_BODY_BYTES + 1 - size):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+    return b"".join(parts)
+
+
+async def _over_limit(request: web.Request) -> web.Response | None:
+    realtime = request.app[SERVICES].get(SERVICE)
+    redis = realtime.redis if isinstance(realtime, Realtime) else None
+    trusted: tuple[Network, ...] = request.app[TRUSTED_PROXIES]
+    address = client_address(request, trusted)
+    decision = await request.app[BEACON_LIMIT].hit(address, redis)
+    if decision.allowed:
+        return None
+    limit = request.app[BEACON_LIMIT].per_minute
+    response = _refuse(429, "RATE_LIMITED", f"At most {limit} beacons per minute from one address")
+    response.headers["Retry-After"] = str(decision.retry_after)
+    return response
+
+
 async def web_vitals_handler(request: web.Request) -> web.Response:
+    if (refused := await _over_limit(request)) is not None:
+        return refused
     media = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
     if media not in _MEDIA_TYPES:
         return _refuse(415, "UNSUPPORTED_MEDIA_TYPE", "Send samples as application/json or text/plain JSON")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         return _refuse(413, "PAYLOAD_TOO_LARGE", f"The body is larger than {MAX_BODY_BYTES} bytes")
     # Chunked bodies have no length up front: read at most one byte past the cap to tell.
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
+    raw = await _read_bounded(request)
+    if raw is None:
         return _refuse(413, "PAYLOAD_TOO_LARGE", f"The body is larger than {MAX_BODY_BYTES} bytes")
     try:
         payload = orjson.loads(raw)
@@ -77,4 +115,6 @@ async def web_vitals_handler(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app[BEACON_LIMIT] = AddressLimiter(app[SETTINGS].web_vitals_per_minute)
+    app[TRUSTED_PROXIES] = trusted_networks(app[SETTINGS].trusted_proxies)
     app.router.add_post(PATH, web_vitals_handler)

@@ -207,6 +207,10 @@ class Settings:
     executor: str = "compiled"
     # Browser pages on other origins that may call the API (CORS) and open subscription sockets.
     allowed_origins: tuple[str, ...] = ()
+    # Beacons (web vitals) one client address may send per minute; nobody signs in to send them.
+    web_vitals_per_minute: int = 600
+    # Load balancers whose X-Forwarded-For is believed when telling clients apart (networks).
+    trusted_proxies: str = ""
 
     @property
     def production(self) -> bool:
@@ -284,4 +288,6 @@ class Settings:
             tracing=_bool(env, "MLC_TRACING", False),
             executor=_choice(env, "MLC_EXECUTOR", ("compiled", "graphql-core"), "compiled"),
             allowed_origins=_origins(env, "MLC_ALLOWED_ORIGINS"),
+            web_vitals_per_minute=_int(env, "MLC_WEB_VITALS_PER_MINUTE", 600, low=1),
+            trusted_proxies=_networks(env, "MLC_TRUSTED_PROXIES"),
         )

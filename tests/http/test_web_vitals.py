@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,9 +12,14 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
+from redis import Redis
 
+from mlc_graph.app import create_app
 from mlc_graph.domain.vitals import MAX_BATCH, MAX_BODY_BYTES, rate
+from mlc_graph.ws import subscriptions
+from tests.support import redis_server as redis_support
+from tests.support.database import REDIS_URL
 from tests.support.factories import make_org, make_students, make_teacher
 from tests.support.graphql_client import principal, run
 from tests.support.http import app_client, bearer, http_settings
@@ -205,3 +213,108 @@ def test_ratings_follow_the_published_thresholds() -> None:
         "poor",
     ]
     assert [rate("CLS", v) for v in (0.1, 0.25, 0.26)] == ["good", "needs-improvement", "poor"]
+
+
+# --- issue 12 item 14: a per-address limit on the unauthenticated beacon, and a bounded body ---
+
+
+async def _beacons(client: Client, count: int) -> list[int]:
+    statuses = []
+    for i in range(count):
+        response = await client.post(
+            PATH, data=orjson.dumps(sample(metric_id=f"v4-limit-{i}")), headers={"Content-Type": "text/plain"}
+        )
+        statuses.append(response.status)
+        if response.status == 429:
+            assert int(response.headers["Retry-After"]) > 0
+            assert (await response.json())["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    return statuses
+
+
+def _minute() -> int:
+    return int(time.time() // 60)
+
+
+async def test_one_address_may_send_only_so_many_beacons_a_minute(
+    vitals_db: asyncpg.Pool, database_url: str
+) -> None:
+    for _ in range(2):  # a minute boundary inside the run restarts the count: run once more then
+        await vitals_db.execute("TRUNCATE web_vitals")
+        async with app_client(http_settings(database_url, web_vitals_per_minute=3)) as client:
+            window = _minute()
+            statuses = await _beacons(client, 5)
+        if _minute() == window:
+            break
+    assert statuses == [204, 204, 204, 429, 429]
+    assert len(await stored(vitals_db)) == 3
+
+
+async def test_the_beacon_limit_is_shared_through_redis(vitals_db: asyncpg.Pool, database_url: str) -> None:
+    """Two instances on one Redis count one address together (the second goes on where the first ended)."""
+    redis = Redis.from_url(REDIS_URL)
+    for _ in range(2):
+        prefix = f"mlctest:{uuid.uuid4().hex[:10]}:"
+        settings = http_settings(
+            database_url, web_vitals_per_minute=4, redis_url=REDIS_URL, redis_prefix=prefix
+        )
+        try:
+            first = TestClient(TestServer(create_app(settings, features=[subscriptions.install])))
+            second = TestClient(TestServer(create_app(settings, features=[subscriptions.install])))
+            async with first, second:
+                window = _minute()
+                statuses = await _beacons(first, 2) + await _beacons(second, 3)
+            counted = redis.keys(f"{prefix}beacon:*")
+        finally:
+            redis_support.delete_prefix(REDIS_URL, prefix)
+        if _minute() == window:
+            break
+    redis.close()
+    assert statuses == [204, 204, 204, 204, 429]
+    assert len(counted) == 1
+
+
+async def _beacon_from(client: Client, forwarded_for: str) -> int:
+    response = await client.post(
+        PATH,
+        data=orjson.dumps(sample(metric_id=f"v4-{forwarded_for}-{uuid.uuid4().hex[:6]}")),
+        headers={"Content-Type": "text/plain", "X-Forwarded-For": forwarded_for},
+    )
+    return response.status
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(
+    vitals_db: asyncpg.Pool, database_url: str
+) -> None:
+    for _ in range(2):
+        trusted = http_settings(database_url, web_vitals_per_minute=1, trusted_proxies="127.0.0.0/8")
+        untrusted = http_settings(database_url, web_vitals_per_minute=1)
+        async with app_client(trusted) as behind_proxy, app_client(untrusted) as direct:
+            window = _minute()
+            via_proxy = [
+                await _beacon_from(behind_proxy, "203.0.113.5"),
+                await _beacon_from(behind_proxy, "198.51.100.7, 203.0.113.6"),
+                await _beacon_from(behind_proxy, "203.0.113.5"),
+            ]
+            # Without a trusted proxy the header is the client's own words: ignored, the peer counts.
+            spoofed = [await _beacon_from(direct, "203.0.113.5"), await _beacon_from(direct, "203.0.113.6")]
+        if _minute() == window:
+            break
+    assert via_proxy == [204, 204, 429]
+    assert spoofed == [204, 429]
+
+
+async def test_a_chunked_body_is_read_whole_and_bounded(client: Client, vitals_db: asyncpg.Pool) -> None:
+    body = orjson.dumps([sample(metric_id=f"v4-chunk-{i}") for i in range(20)])
+
+    async def in_pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), size):
+            yield data[start : start + size]
+            await asyncio.sleep(0.01)
+
+    whole = await client.post(PATH, data=in_pieces(body, 100), headers={"Content-Type": "text/plain"})
+    assert whole.status == 204
+    assert len(await stored(vitals_db)) == 20
+    too_big = b"[" + b" " * MAX_BODY_BYTES + b"]"
+    refused = await client.post(PATH, data=in_pieces(too_big, 8192), headers={"Content-Type": "text/plain"})
+    assert refused.status == 413
+    assert len(await stored(vitals_db)) == 20

@@ -96,3 +96,12 @@ def test_serve_with_a_misspelled_environment_stops_with_one_line() -> None:
     assert done.stderr.splitlines() == [
         "configuration error: MLC_ENV='prod' is not allowed: one of development, production"
     ]
+
+
+def test_trusted_proxies_and_the_beacon_limit_are_checked() -> None:
+    with pytest.raises(ConfigError, match=r"^MLC_TRUSTED_PROXIES='lb' is not allowed"):
+        Settings.from_env({"MLC_TRUSTED_PROXIES": "10.0.0.0/8,lb"})
+    with pytest.raises(
+        ConfigError, match=r"^MLC_WEB_VITALS_PER_MINUTE='0' is not allowed: an integer 1 or more"
+    ):
+        Settings.from_env({"MLC_WEB_VITALS_PER_MINUTE": "0"})
