@@ -346,7 +346,7 @@ async def test_http_headers_show_the_points_quota_before_it_refuses(
         "{ viewer { rateLimit { costUsed limitedBy"
         " quotas { name unit limit used remaining windowSeconds resetAt } } } }"
     )
-    answers = []
+    answers: list[tuple[int, Any, Any]] = []
     while len(answers) < 20:
         status, body, headers = await _post(points_app, query, me)
         answers.append((status, body, headers))
