@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from mlc_graph.platform.auth import Role, issue_token
+from mlc_graph.platform.change_partitions import drop_expired_change_partitions, ensure_change_partitions
 from mlc_graph.platform.config import ConfigError, Settings
 from mlc_graph.platform.migrate import ensure_score_partitions, migrate
 
@@ -22,10 +23,14 @@ async def _migrate(settings: Settings) -> list[str]:
         await conn.close()
 
 
-async def _maintain(settings: Settings, ahead: int) -> list[str]:
+async def _maintain(settings: Settings, ahead: int) -> tuple[list[str], list[str]]:
+    """(partitions created, change-log partitions dropped as older than MLC_SYNC_RETENTION_DAYS)."""
     conn = await asyncpg.connect(settings.database_url)
     try:
-        return await ensure_score_partitions(conn, ahead=ahead)
+        created = await ensure_score_partitions(conn, ahead=ahead)
+        created += await ensure_change_partitions(conn, ahead=ahead)
+        dropped = await drop_expired_change_partitions(conn, settings.sync_retention_days)
+        return created, dropped
     finally:
         await conn.close()
 
@@ -37,8 +42,10 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
-    created = asyncio.run(_maintain(settings, args.ahead))
+    created, dropped = asyncio.run(_maintain(settings, args.ahead))
     print("created partitions: " + ", ".join(created) if created else "all partitions present")
+    if dropped:
+        print("dropped expired change-log partitions: " + ", ".join(dropped))
     return 0
 
 
@@ -113,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(func=cmd_migrate)
 
-    maintain = sub.add_parser("maintain", help="create future monthly partitions of scores")
+    maintain = sub.add_parser("maintain", help="create future monthly partitions, drop expired sync history")
     maintain.add_argument("--ahead", type=int, default=3, help="months ahead to create (default 3)")
     maintain.set_defaults(func=cmd_maintain)
 

@@ -211,6 +211,10 @@ class Settings:
     web_vitals_per_minute: int = 600
     # Load balancers whose X-Forwarded-For is believed when telling clients apart (networks).
     trusted_proxies: str = ""
+    # Offline phones (issue 15): how long sync history is kept (older tokens must refetch) and how far
+    # back a replayed play may say it was played.
+    sync_retention_days: int = 30
+    offline_replay_days: int = 7
 
     @property
     def production(self) -> bool:
@@ -290,4 +294,6 @@ class Settings:
             allowed_origins=_origins(env, "MLC_ALLOWED_ORIGINS"),
             web_vitals_per_minute=_int(env, "MLC_WEB_VITALS_PER_MINUTE", 600, low=1),
             trusted_proxies=_networks(env, "MLC_TRUSTED_PROXIES"),
+            sync_retention_days=_int(env, "MLC_SYNC_RETENTION_DAYS", 30, low=1),
+            offline_replay_days=_int(env, "MLC_OFFLINE_REPLAY_DAYS", 7, low=1),
         )

@@ -9,6 +9,8 @@ from importlib import resources
 
 import asyncpg
 
+from mlc_graph.platform.change_partitions import ensure_change_partitions
+
 # One lock id for the whole project: concurrent `migrate` runs (several instances starting together)
 # serialise on it instead of racing on CREATE TABLE.
 _ADVISORY_LOCK_ID = 0x4D4C43_4D4947
@@ -72,6 +74,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
                 await conn.execute(INSERT_APPLIED, migration.name, migration.checksum)
             applied_now.append(migration.name)
         await ensure_score_partitions(conn)
+        await ensure_change_partitions(conn)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _ADVISORY_LOCK_ID)
     return applied_now

@@ -138,6 +138,7 @@ _ID_TABLES = (
 # Built from the fixed table names above, never from input.
 SELECT_HAS_ROWS = "SELECT " + " OR ".join(f"EXISTS (SELECT 1 FROM {t})" for t in TABLES)  # noqa: S608
 TRUNCATE_ALL = f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"
+TRUNCATE_CHANGES = "TRUNCATE sync_changes"
 # Move each id sequence past the explicit ids (is_called false on an empty table: next id is 1).
 SET_SEQUENCES = [
     f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), COALESCE(max(id), 1), max(id) IS NOT NULL) FROM {t}"  # noqa: S608
@@ -639,6 +640,9 @@ async def seed(
         for statement in SET_SEQUENCES:
             await conn.execute(statement)
         report.tables.append(TableTiming("last_active_at+sequences", 0, time.perf_counter() - step))
+        # The seed is the base state every client fetches whole, not a change to sync: when its rows went
+        # through the change-log triggers (no privilege to skip them), that history is dropped here.
+        await conn.execute(TRUNCATE_CHANGES)
         misplaced: int = await conn.fetchval(COUNT_DEFAULT_PARTITION)
         if misplaced:
             raise SeedIntegrityError(f"{misplaced} scores fell into scores_default: a partition is missing")

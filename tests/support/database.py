@@ -9,7 +9,7 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 TENANT_TABLES = (
     "student_badges, badges, best_scores, scores, assignments, games, levels, categories, "
-    "students, teachers, organizations"
+    "students, teachers, organizations, sync_changes"
 )
 
 
