@@ -6,10 +6,12 @@ from typing import Any
 
 import strawberry
 from strawberry.printer import print_schema
+from strawberry.schema.config import StrawberryConfig
 
 from resolvers.assignment_writes import AssignmentMutation
 from resolvers.assignments import Assignment
 from resolvers.badges import Badge
+from resolvers.changes import SYNC_TOKEN_SCALAR, ChangeFeed, SyncToken, resolve_changes
 from resolvers.directives import Cost, ListSize
 from resolvers.games import Category, Game, GameFilter, Level, resolve_categories, resolve_games
 from resolvers.info import Info
@@ -72,6 +74,12 @@ class Query:
         description="Per-student progress of a teacher's class (a report).",
         directives=[Cost(weight=100)],
     )
+    # Priced like a connection: `first` changes, each with its node.
+    changes: ChangeFeed = strawberry.field(
+        resolver=resolve_changes,
+        description="Delta sync: what changed in the viewer's scope since a token (null: start now).",
+        directives=[ListSize(slicing_arguments=["first"], sized_fields=["changes"])],
+    )
     web_vitals: list[WebVitalSummary] = strawberry.field(
         resolver=resolve_web_vitals,
         description="Real-user performance of a page since a time: per metric p75 and rating shares (staff).",
@@ -83,7 +91,13 @@ class Mutation(RealtimeMutation, ScoreMutation, AssignmentMutation, StudentImpor
     """Every write: each domain contributes its mutations by inheritance."""
 
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, types=NODE_TYPES)
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    types=NODE_TYPES,
+    config=StrawberryConfig(scalar_map={SyncToken: SYNC_TOKEN_SCALAR}),
+)
 
 
 def schema_sdl() -> str:

@@ -8,6 +8,7 @@ Hierarchy:
     ├── BadUserInputError         BAD_USER_INPUT
     ├── ConflictError             CONFLICT
     ├── QuotaExceededError        QUOTA_EXCEEDED
+    ├── SyncTokenExpiredError     SYNC_TOKEN_EXPIRED (delta sync: older than the history kept; refetch)
     └── ServiceUnavailableError   SERVICE_UNAVAILABLE
 Anything else raised in a resolver is masked as INTERNAL_SERVER_ERROR and logged with the request id.
 """
@@ -48,6 +49,10 @@ class ConflictError(ApiError):
 
 class QuotaExceededError(ApiError):
     code = "QUOTA_EXCEEDED"
+
+
+class SyncTokenExpiredError(ApiError):
+    code = "SYNC_TOKEN_EXPIRED"
 
 
 class ServiceUnavailableError(ApiError):
