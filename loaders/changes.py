@@ -29,24 +29,22 @@ from mlc_graph.platform.db import Executor
 # cluster are left out (they cannot write this log), so a long transaction elsewhere does not hold sync
 # back; one it does not show (ended since, prepared, on a replica's primary) is kept: a lower horizon only
 # delays delivery, it never skips a row.
-_HORIZON = """
-snapshot AS (SELECT pg_current_snapshot() AS s),
-horizon AS (
-    SELECT coalesce(
-        (SELECT min(x) FROM snapshot, pg_snapshot_xip(snapshot.s) AS x
-         WHERE x::xid NOT IN (
-             SELECT backend_xid FROM pg_stat_activity
-             WHERE backend_xid IS NOT NULL
-               AND datid IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = current_database()))),
-        (SELECT pg_snapshot_xmax(s) FROM snapshot)
-    ) AS xmin
-)"""
-SELECT_HORIZON = f"WITH {_HORIZON} SELECT xmin::text FROM horizon"  # noqa: S608
+SELECT_HORIZON_XID = """
+SELECT coalesce(
+    (SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+     WHERE x::xid NOT IN (
+         SELECT backend_xid FROM pg_stat_activity
+         WHERE backend_xid IS NOT NULL
+           AND datid IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = current_database()))),
+    pg_snapshot_xmax(pg_current_snapshot())
+) AS xmin
+"""
+SELECT_HORIZON = f"SELECT xmin::text FROM ({SELECT_HORIZON_XID}) AS horizon"  # noqa: S608
 
 # $1 the scope's id, $2/$3 the position (xid as text, seq), $4 the row limit, $5 the organization.
 # The scope's own changes and the shared catalogue's are two index range scans, merged.
 _PAGE = f"""
-WITH {_HORIZON},
+WITH horizon AS ({SELECT_HORIZON_XID}),
 page AS (
     SELECT * FROM (
         (SELECT c.seq, c.xid, c.org_id, c.entity, c.entity_id, c.entity_at, c.student_id, c.tombstone,

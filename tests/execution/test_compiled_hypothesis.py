@@ -20,6 +20,7 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLType,
+    GraphQLUnionType,
     is_leaf_type,
     parse,
     validate,
@@ -109,6 +110,11 @@ def argument(
         if not invalid and not required:
             return None
         value = "bad-cursor"
+    elif named.name == "SyncToken":
+        # Only the server mints tokens: a valid one is none at all (start now), an invalid one is refused.
+        if not invalid:
+            return None
+        value = "not-a-sync-token"
     elif named.name == "ID":
         if invalid:
             pool = BAD_IDS
@@ -166,9 +172,9 @@ def field_text(
 
 @st.composite
 def selection_set(draw: st.DrawFn, type_: GraphQLNamedType, depth: int, variables: Variables) -> str:
-    if isinstance(type_, GraphQLInterfaceType):
+    if isinstance(type_, GraphQLInterfaceType | GraphQLUnionType):
         spreads = ["__typename"]
-        if draw(st.booleans()):
+        if isinstance(type_, GraphQLInterfaceType) and draw(st.booleans()):
             spreads.append("id")
         for possible in draw(
             st.lists(st.sampled_from(GRAPHQL_SCHEMA.get_possible_types(type_)), max_size=3, unique=True)
