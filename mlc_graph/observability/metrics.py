@@ -1,7 +1,8 @@
 """Prometheus metrics: one registry per app (no global default registry), and the guarded /metrics handler.
 
 Names and labels are the contract with ops/alerts.yml and docs/OPERATIONS.md; change them together.
-Apdex with T = 500 ms is derivable from the latency buckets (satisfied <= 0.5 s, tolerating <= 2 s):
+Apdex with T = 500 ms comes from the latency buckets (satisfied <= 0.5 s, tolerating <= 2 s), recorded in
+ops/alerts.yml as mlc:graphql_apdex:ratio_rate5m:
     (bucket{le="0.5"} + bucket{le="2"}) / 2 / count
 
 Multi-process serving (PROMETHEUS_MULTIPROC_DIR set): values live in shared mmap files, so a scrape of any
