@@ -29,9 +29,7 @@ from asyncpg.pool import PoolConnectionProxy
 from loaders.assignments import SELECT_ASSIGNMENT_PAGES_BY_STATUS
 from loaders.games import (
     LIBRARY_STATEMENTS,
-    SELECT_CATEGORIES_BY_IDS,
     SELECT_GAMES_BY_IDS,
-    SELECT_LEVELS_BY_IDS,
 )
 from loaders.leaderboards import SELECT_RANK_GLOBAL, SELECT_TOP_GLOBAL
 from loaders.students import (
@@ -110,7 +108,6 @@ async def dashboard(sql: Sql, viewer: Principal, variables: Json, secret: str) -
 
     assignments: dict[int, list[asyncpg.Record]] = defaultdict(list)
     games: dict[int, asyncpg.Record] = {}
-    categories: dict[int, asyncpg.Record] = {}
     if students:
         rows = await sql.fetch(
             SELECT_ASSIGNMENT_PAGES_BY_STATUS, [s["id"] for s in students], ASSIGNMENTS_FIRST + 1, "active"
@@ -122,14 +119,15 @@ async def dashboard(sql: Sql, viewer: Principal, variables: Json, secret: str) -
         game_ids = list(dict.fromkeys(a["game_id"] for page in assignments.values() for a in page))
         if game_ids:
             # An assigned game stays visible to the class even when it is a draft (as in resolvers).
+            # The loaders' statement brings each game's category along (category_name).
             games = {g["id"]: g for g in await sql.fetch(SELECT_GAMES_BY_IDS, game_ids)}
-            category_ids = list(dict.fromkeys(g["category_id"] for g in games.values()))
-            if category_ids:
-                categories = {c["id"]: c for c in await sql.fetch(SELECT_CATEGORIES_BY_IDS, category_ids)}
 
     # Each game and category is rendered once and shared by every assignment that names it (orjson
     # writes a shared dict at every place it appears), as any hand-written handler would do.
-    category_json = {cid: {"id": _gid("Category", cid), "name": c["name"]} for cid, c in categories.items()}
+    category_json = {
+        g["category_id"]: {"id": _gid("Category", g["category_id"]), "name": g["category_name"]}
+        for g in games.values()
+    }
     game_json: dict[int, Json] = {
         gid: {
             "id": _gid("Game", gid),
@@ -227,18 +225,9 @@ async def library(sql: Sql, viewer: Principal, variables: Json, secret: str) -> 
         params.extend(decode_cursor(after, (datetime, int)))
     params.append(category_id)
     rows = await sql.fetch(LIBRARY_STATEMENTS[(_CATEGORY_ONLY, bool(after))], *params)
-    page = rows[:LIBRARY_FIRST]
-    categories: dict[int, asyncpg.Record] = {}
-    levels: dict[int, asyncpg.Record] = {}
-    if page:
-        category_ids = list(dict.fromkeys(g["category_id"] for g in page))
-        level_ids = list(dict.fromkeys(g["level_id"] for g in page))
-        categories = {c["id"]: c for c in await sql.fetch(SELECT_CATEGORIES_BY_IDS, category_ids)}
-        levels = {lv["id"]: lv for lv in await sql.fetch(SELECT_LEVELS_BY_IDS, level_ids)}
+    page = rows[:LIBRARY_FIRST]  # each row carries its category and level names (the loaders' statement)
     edges = []
     for g in page:
-        c = categories.get(g["category_id"])
-        lv = levels.get(g["level_id"])
         edges.append(
             {
                 "cursor": encode_cursor((g["created_at"], g["id"])),
@@ -248,8 +237,8 @@ async def library(sql: Sql, viewer: Principal, variables: Json, secret: str) -> 
                     "difficulty": g["difficulty"],
                     "thumbnailUrl": g["thumbnail_url"],
                     "createdAt": g["created_at"],
-                    "category": None if c is None else {"name": c["name"]},
-                    "level": None if lv is None else {"name": lv["name"]},
+                    "category": {"name": g["category_name"]},
+                    "level": {"name": g["level_name"]},
                 },
             }
         )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from functools import cached_property
+from collections.abc import Hashable, Sequence
+from functools import cached_property, partial
 
 from loaders.assignments import (
     AssignmentRow,
@@ -85,9 +85,16 @@ class Loaders:
     def organizations_by_id(self) -> Loader[int, OrganizationRow | None]:
         return Loader(self.db, fetch_organizations_by_ids)
 
+    def _prime_references(self, categories: Sequence[CategoryRow], levels: Sequence[LevelRow]) -> None:
+        """Categories and levels that came with games (loaders.games joins them): no statements of theirs."""
+        for category in categories:
+            self.categories_by_id.prime(category.id, category)
+        for level in levels:
+            self.levels_by_id.prime(level.id, level)
+
     @cached_property
     def games_by_id(self) -> Loader[int, GameRow | None]:
-        return Loader(self.db, fetch_games_by_ids)
+        return Loader(self.db, partial(fetch_games_by_ids, references=self._prime_references))
 
     @cached_property
     def categories_by_id(self) -> Loader[int, CategoryRow | None]:
@@ -99,7 +106,7 @@ class Loaders:
 
     @cached_property
     def library_pages(self) -> Loader[tuple[Hashable, PageArgs], Page[GameRow]]:
-        return Loader(self.db, fetch_library_pages)
+        return Loader(self.db, partial(fetch_library_pages, references=self._prime_references))
 
     @cached_property
     def library_count(self) -> Loader[GameFilterArgs, int]:
@@ -107,7 +114,7 @@ class Loaders:
 
     @cached_property
     def game_pages_by_category(self) -> Loader[tuple[int, PageArgs], Page[GameRow]]:
-        return Loader(self.db, fetch_game_pages_by_categories)
+        return Loader(self.db, partial(fetch_game_pages_by_categories, references=self._prime_references))
 
     @cached_property
     def live_game_count_by_category(self) -> Loader[int, int]:

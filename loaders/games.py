@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from loaders.base import by_id, check_columns
 from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_by_parent
@@ -15,7 +16,25 @@ _COLUMNS = (
     "min_score, max_score, created_at"
 )
 
-SELECT_GAMES_BY_IDS = f"SELECT {_COLUMNS} FROM games WHERE id = ANY($1::bigint[])"  # noqa: S608
+# Every statement that reads games also returns each game's category and level (two primary-key joins
+# on small tables, after the games are chosen): `Game.category` and `Game.level` then cost no statement
+# of their own, because the Loaders prime the category and level loaders from these rows (issue 11).
+_REFERENCES = (
+    "c.name AS category_name, c.description AS category_description, "
+    "l.name AS level_name, l.position AS level_position"
+)
+
+
+def _with_references(games_sql: str, order_by: str = "") -> str:
+    """`games_sql` (selecting _COLUMNS) as a subquery, its rows joined to their category and level;
+    the inner statement keeps its own plan (index, LIMIT), `order_by` restores its order outside."""
+    return (
+        f"SELECT g.*, {_REFERENCES} FROM ({games_sql}) g "  # noqa: S608
+        "JOIN categories c ON c.id = g.category_id JOIN levels l ON l.id = g.level_id" + order_by
+    )
+
+
+SELECT_GAMES_BY_IDS = _with_references(f"SELECT {_COLUMNS} FROM games WHERE id = ANY($1::bigint[])")  # noqa: S608
 SELECT_CATEGORIES_BY_IDS = "SELECT id, name, description FROM categories WHERE id = ANY($1::bigint[])"
 SELECT_ALL_CATEGORIES = "SELECT id, name, description FROM categories ORDER BY name, id"
 SELECT_LEVELS_BY_IDS = "SELECT id, name, position FROM levels WHERE id = ANY($1::bigint[])"
@@ -39,9 +58,10 @@ CROSS JOIN LATERAL (
     LIMIT $2
 ) g
 """  # noqa: S608
-SELECT_GAME_PAGES_BY_CATEGORIES = _CATEGORY_PAGE.format(after="")
-SELECT_GAME_PAGES_BY_CATEGORIES_AFTER = _CATEGORY_PAGE.format(
-    after="AND (created_at, id) < ($3::timestamptz, $4::bigint)"
+_BY_CATEGORY_NEWEST = " ORDER BY g.category_id, g.created_at DESC, g.id DESC"
+SELECT_GAME_PAGES_BY_CATEGORIES = _with_references(_CATEGORY_PAGE.format(after=""), _BY_CATEGORY_NEWEST)
+SELECT_GAME_PAGES_BY_CATEGORIES_AFTER = _with_references(
+    _CATEGORY_PAGE.format(after="AND (created_at, id) < ($3::timestamptz, $4::bigint)"), _BY_CATEGORY_NEWEST
 )
 COUNT_LIVE_GAMES_BY_CATEGORIES = """
 SELECT category_id, count(*) AS n FROM games
@@ -107,7 +127,8 @@ def _filter_clauses(present: tuple[bool, bool, bool], first_param: int) -> str:
 
 def _build_library_sql(present: tuple[bool, bool, bool], with_after: bool) -> str:
     filters = _filter_clauses(present, 4 if with_after else 2)
-    return _LIBRARY.format(filters=filters, after=_AFTER_LIBRARY if with_after else "")
+    page = _LIBRARY.format(filters=filters, after=_AFTER_LIBRARY if with_after else "")
+    return _with_references(page, " ORDER BY g.created_at DESC, g.id DESC")
 
 
 # Every filter shape's statement, built once at import from constant fragments (no values inside).
@@ -132,9 +153,26 @@ check_columns(CategoryRow, "id, name, description")
 check_columns(LevelRow, "id, name, position")
 
 
-async def fetch_games_by_ids(db: Executor, ids: Sequence[int]) -> list[GameRow | None]:
+# Told the categories and levels a game statement returned (the Loaders prime their loaders with them).
+References = Callable[[Sequence[CategoryRow], Sequence[LevelRow]], None]
+_GAME_FIELDS = 11  # GameRow's columns come first in every game statement, the references after them
+
+
+def _games(records: Sequence[Any], references: References | None) -> list[GameRow]:
+    """GameRows of game statements' records; their categories and levels handed to `references`."""
+    games = [GameRow(*r[:_GAME_FIELDS]) for r in records]
+    if references is not None and records:
+        categories = {r[3]: CategoryRow(r[3], r[11], r[12]) for r in records}
+        levels = {r[4]: LevelRow(r[4], r[13], r[14]) for r in records}
+        references(list(categories.values()), list(levels.values()))
+    return games
+
+
+async def fetch_games_by_ids(
+    db: Executor, ids: Sequence[int], references: References | None = None
+) -> list[GameRow | None]:
     rows = await db.fetch(SELECT_GAMES_BY_IDS, list(ids))
-    return by_id([GameRow(*r) for r in rows], ids)
+    return by_id(_games(rows, references), ids)
 
 
 async def fetch_categories_by_ids(db: Executor, ids: Sequence[int]) -> list[CategoryRow | None]:
@@ -151,7 +189,9 @@ async def fetch_levels_by_ids(db: Executor, ids: Sequence[int]) -> list[LevelRow
     return by_id([LevelRow(*r) for r in rows], ids)
 
 
-async def fetch_library_pages(db: Executor, keys: Sequence[tuple[Hashable, PageArgs]]) -> list[Page[GameRow]]:
+async def fetch_library_pages(
+    db: Executor, keys: Sequence[tuple[Hashable, PageArgs]], references: References | None = None
+) -> list[Page[GameRow]]:
     """One page of the live library per key; the key's PageArgs.filter is a GameFilterArgs."""
     pages: list[Page[GameRow]] = []
     for _, args in keys:
@@ -163,7 +203,7 @@ async def fetch_library_pages(db: Executor, keys: Sequence[tuple[Hashable, PageA
         if args.after is not None:
             params.extend(args.after)
         params.extend(v for v in values if v is not None)
-        rows = [GameRow(*r) for r in await db.fetch(sql, *params)]
+        rows = _games(await db.fetch(sql, *params), references)
         pages.append(Page(tuple(rows[: args.first]), len(rows) > args.first))
     return pages
 
@@ -180,7 +220,7 @@ async def count_library(db: Executor, keys: Sequence[GameFilterArgs]) -> list[in
 
 
 async def fetch_game_pages_by_categories(
-    db: Executor, keys: Sequence[tuple[int, PageArgs]]
+    db: Executor, keys: Sequence[tuple[int, PageArgs]], references: References | None = None
 ) -> list[Page[GameRow]]:
     found: dict[tuple[int, PageArgs], Page[GameRow]] = {}
     for args, category_ids in group_by_args(keys).items():
@@ -190,7 +230,7 @@ async def fetch_game_pages_by_categories(
             rows = await db.fetch(
                 SELECT_GAME_PAGES_BY_CATEGORIES_AFTER, category_ids, args.first + 1, *args.after
             )
-        pages = pages_by_parent([GameRow(*r) for r in rows], lambda g: g.category_id, args.first)
+        pages = pages_by_parent(_games(rows, references), lambda g: g.category_id, args.first)
         for category_id in category_ids:
             found[(category_id, args)] = pages.get(category_id, EMPTY_PAGE)
     return [found[key] for key in keys]
