@@ -79,7 +79,7 @@ QUICK = Plan(
     sequence=60,
 )
 # Whole seconds: wrk's -d takes no fractions.
-FULL = Plan("full", warmup=3, rounds=3, duration=10, single_duration=5, page_duration=4, workers2_duration=8)
+FULL = Plan("full", warmup=2, rounds=3, duration=8, single_duration=4, page_duration=3, workers2_duration=6)
 
 
 # --- processes -------------------------------------------------------------------------------------
@@ -841,7 +841,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="about 1 minute, 1 round (default)")
-    mode.add_argument("--full", action="store_true", help="about 15 minutes, medians of 3 rounds")
+    mode.add_argument("--full", action="store_true", help="about 13 minutes, medians of 3 rounds")
     parser.add_argument("--database-url", help="bench database (default BENCH_DATABASE_URL or .../mlc_bench)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients for throughput (32)")
     parser.add_argument("--workloads", nargs="*", choices=[w.key for w in WORKLOADS], help="subset to run")

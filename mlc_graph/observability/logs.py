@@ -6,8 +6,10 @@ organization ids); never tokens, names, emails or query variables.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from mlc_graph.platform.db import QueryStats
 
 ACCESS_LOGGER = "mlc_graph.access"
+ACCESS_MESSAGE = "request"
 # The LogRecord attribute carrying an access line's fields.
 FIELDS = "mlc_fields"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -55,6 +58,17 @@ class JsonFormatter(logging.Formatter):
             self._second = second
             self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         return f"{self._second_text}.{int((created - second) * 1000):03d}Z"
+
+    def access_line(self, logger: str, fields: dict[str, Any], created: float) -> str:
+        """What `format` writes for an access record of `logger` with these fields, built without one."""
+        payload: dict[str, Any] = {
+            "ts": self._timestamp(created),
+            "level": "info",
+            "logger": logger,
+            "msg": ACCESS_MESSAGE,
+        }
+        payload.update(fields)
+        return orjson.dumps(payload, default=str).decode()
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
@@ -134,13 +148,59 @@ class AccessRecord:
         return out
 
 
+def _direct_handler(log: logging.Logger) -> logging.StreamHandler[Any] | None:
+    """The one handler an INFO record of `log` would reach, when writing to it straight is the same:
+    no filters on the way, and a plain StreamHandler at INFO or below formatting with JsonFormatter."""
+    found: logging.Handler | None = None
+    current: logging.Logger | None = log
+    while current is not None:
+        if current.filters:
+            return None
+        for handler in current.handlers:
+            if found is not None:
+                return None
+            found = handler
+        current = current.parent if current.propagate else None
+    if (
+        type(found) is logging.StreamHandler
+        and not found.filters
+        and found.level <= logging.INFO
+        and isinstance(found.formatter, JsonFormatter)
+    ):
+        return found
+    return None
+
+
 def log_access(record: AccessRecord, logger: logging.Logger | None = None) -> None:
-    """Write the request's single access line."""
+    """Write the request's single access line.
+
+    When the line goes to one JSON stream handler (how `serve` configures logging), it is built and
+    written straight: no LogRecord, no filter checks, no walk of the handlers (issue 11). Anything else
+    (several handlers, filters, pytest's caplog) takes the standard path and sees a normal record."""
     log = logger or logging.getLogger(ACCESS_LOGGER)
-    if log.isEnabledFor(logging.INFO):
-        # makeRecord + handle rather than log.info: skips the caller lookup (a stack walk per request),
-        # which an access line does not need: its logger name says where it comes from.
-        line = log.makeRecord(
-            log.name, logging.INFO, __file__, 0, "request", (), None, extra={FIELDS: record.fields()}
-        )
-        log.handle(line)
+    if not log.isEnabledFor(logging.INFO):
+        return
+    handler = _direct_handler(log)
+    if handler is not None and _write_direct(handler, log.name, record.fields()):
+        return
+    # makeRecord + handle rather than log.info: skips the caller lookup (a stack walk per request),
+    # which an access line does not need: its logger name says where it comes from.
+    made = log.makeRecord(
+        log.name, logging.INFO, __file__, 0, ACCESS_MESSAGE, (), None, extra={FIELDS: record.fields()}
+    )
+    log.handle(made)
+
+
+def _write_direct(handler: logging.StreamHandler[Any], logger: str, fields: dict[str, Any]) -> bool:
+    """Write the line as the handler would; False when that failed (the standard path then reports it)."""
+    formatter = handler.formatter
+    if not isinstance(formatter, JsonFormatter):
+        return False
+    line = formatter.access_line(logger, fields, time.time())
+    with handler.lock or contextlib.nullcontext():
+        try:
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+        except Exception:  # any failure: logging's own error handling sees it on the standard path
+            return False
+    return True

@@ -139,3 +139,41 @@ async def test_each_request_writes_one_access_line_with_its_request_id(
     )
     assert line["sql_count"] >= 1
     assert auth["Authorization"].split()[1] not in lines[0].getMessage() + str(line)
+
+
+def test_access_line_written_straight_equals_the_formatted_record() -> None:
+    """With one JSON stream handler (how `serve` sets logging up) the line is built without a LogRecord;
+    it must read exactly like the record path's line. A filter on the way takes the record path."""
+    record = AccessRecord(
+        request_id="r2", operation="Student", operation_type="query", status=200, duration_ms=1.5, cost=1,
+        stats=QueryStats(1, 0.0004), user_id=3, org_id=4, role="ADMIN",
+    )  # fmt: skip
+    parent = logging.getLogger("test.direct")
+    parent.propagate = False
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    formatter = JsonFormatter()
+    handler.setFormatter(formatter)
+    parent.addHandler(handler)
+    parent.setLevel(logging.INFO)
+    child = logging.getLogger("test.direct.access")
+    seen: list[logging.LogRecord] = []
+
+    def keep(r: logging.LogRecord) -> bool:
+        seen.append(r)
+        return True
+
+    try:
+        log_access(record, child)
+        child.addFilter(keep)
+        log_access(record, child)
+    finally:
+        parent.removeHandler(handler)
+        child.removeFilter(keep)
+    direct, standard = (orjson.loads(line) for line in stream.getvalue().splitlines())
+    assert len(seen) == 1  # only the second line was a LogRecord
+    assert seen[0].getMessage() == "request" and seen[0].name == "test.direct.access"
+    assert list(direct) == list(standard)
+    assert {k: v for k, v in direct.items() if k != "ts"} == {k: v for k, v in standard.items() if k != "ts"}
+    assert direct["logger"] == "test.direct.access" and direct["level"] == "info"
+    assert direct["ts"].endswith("Z") and len(direct["ts"]) == len("2026-01-01T00:00:00.000Z")
