@@ -26,12 +26,9 @@ from graphql import GraphQLError, parse
 
 from bench.workloads import WORKLOADS, dashboard_document
 from mlc_graph.app import create_app
-from mlc_graph.execution.pipeline import PreparedRequest
-from mlc_graph.guards import limits, persisted
+from mlc_graph.execution.stages import Watch
 from mlc_graph.guards.cost import CostAnalyzer
-from mlc_graph.guards.cost import stage as cost_stage
 from mlc_graph.guards.limits import PRESCAN_MIN_CHARS, Limits, check_document, prescan
-from mlc_graph.keys import PIPELINE
 from mlc_graph.platform.auth import Role, issue_token
 from mlc_graph.platform.config import PoolSettings, Settings
 from mlc_graph.platform.db import QueryStats
@@ -148,14 +145,8 @@ def in_process_table(repeat: int) -> None:
 async def http_table(database_url: str, rounds: int) -> None:
     seen: list[QueryStats] = []
 
-    def record(app: Any) -> None:
-        def stage(req: PreparedRequest) -> None:
-            seen.append(req.context.stats)
-
-        app[PIPELINE].stages.before_parse.insert(0, stage)
-
     settings = Settings(database_url=database_url, pool=PoolSettings(min_size=1, max_size=2))
-    app = create_app(settings, features=[record, limits.install, cost_stage.install, persisted.install])
+    app = create_app(settings, first_stages=[Watch(lambda request: seen.append(request.context.stats))])
     token = issue_token(settings.jwt_secret, Role.TEACHER, 1, 1, ttl_seconds=600)
     headers = {
         "Authorization": f"Bearer {token}",

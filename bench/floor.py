@@ -39,10 +39,10 @@ from loaders.students import (
 )
 from loaders.teachers import SELECT_TEACHERS_BY_IDS
 from mlc_graph.http.server import GC_GEN0_THRESHOLD
-from mlc_graph.platform.auth import AuthError, Principal, Role, bearer_token, decode_token
+from mlc_graph.platform.auth import Principal, Role, bearer_token, decode_token
 from mlc_graph.platform.config import PoolSettings, Settings
 from mlc_graph.platform.db import create_pool
-from mlc_graph.platform.errors import ApiError
+from mlc_graph.platform.errors import ApiError, AuthError
 from resolvers.leaderboards import pseudonym
 from resolvers.relay import decode_cursor, encode_cursor, expect_global_id
 from resolvers.relay import encode_global_id as _gid

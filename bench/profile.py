@@ -32,10 +32,11 @@ from graphql import ExecutionResult, OperationDefinitionNode, execute, parse, va
 
 from bench.workloads import BY_KEY, Dataset, Workload, dashboard_workload, load_dataset
 from mlc_graph.execution.compiled import CompiledExecutor
-from mlc_graph.execution.context import make_context
 from mlc_graph.platform.auth import decode_token
 from mlc_graph.platform.config import PoolSettings, Settings
 from mlc_graph.platform.db import Executor, QueryStats, create_pool
+from resolvers.batch import BATCH_RESOLVERS
+from resolvers.context import make_context
 from resolvers.schema import schema
 
 BENCH_SECRET = "mlc-bench-secret-0123456789abcdef0123456789"  # noqa: S105 - bench.run's token secret
@@ -86,7 +87,11 @@ async def measure(
     assert not validate(schema._schema, document)
     operation = document.definitions[0]
     assert isinstance(operation, OperationDefinitionNode)
-    runner = CompiledExecutor(schema._schema) if executor_name == "compiled" else None
+    runner = (
+        CompiledExecutor(schema._schema, batch_resolvers=BATCH_RESOLVERS)
+        if executor_name == "compiled"
+        else None
+    )
     rng = random.Random(11)
     state: dict[str, Any] = {}
     cpu: list[float] = []

@@ -27,11 +27,11 @@ import asyncpg
 from graphql import DocumentNode, ExecutionResult, execute, parse
 
 from mlc_graph.domain.roster import parse_roster
-from mlc_graph.execution.context import make_context
 from mlc_graph.platform.auth import Principal, Role
 from mlc_graph.platform.config import PoolSettings, Settings
 from mlc_graph.platform.db import Executor, QueryStats, create_pool
 from mlc_graph.platform.migrate import migrate
+from resolvers.context import make_context
 from resolvers.relay import encode_global_id
 from resolvers.schema import schema
 

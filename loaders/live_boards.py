@@ -8,6 +8,27 @@ from datetime import datetime
 from loaders.leaderboards import BoardKey
 from mlc_graph.platform.db import Executor
 
+
+@dataclass(frozen=True, slots=True)
+class LiveEntry:
+    """One line of a live board as Redis holds it (no names: they are loaded for the viewer's org)."""
+
+    rank: int
+    student_id: int
+    org_id: int
+    teacher_id: int
+    score: int
+    achieved_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LiveBoard:
+    entries: list[LiveEntry]
+    viewer: LiveEntry | None
+    size: int
+    rebuilt: bool = False
+
+
 _BOARD = "SELECT student_id, org_id, teacher_id, score, achieved_at FROM best_scores WHERE game_id = $1"
 SELECT_BOARD_GLOBAL = _BOARD
 SELECT_BOARD_ORGANIZATION = _BOARD + " AND org_id = $2"

@@ -1,15 +1,13 @@
-"""The app factory: every long-lived object (pool, pipeline, event bus, services) is made here, not at import.
+"""The app factory, the composition root: every long-lived object is made here or at start-up, not at import.
 
-Where other parts plug in: `FEATURES` below. A feature is a function `install(app)` called by
-`create_app` after the core keys are set and before the app is frozen. It may
-- add a `cleanup_ctx` entry that opens and closes a resource (Redis, pub/sub) and puts it in
-  `app[SERVICES]`; that same dict is handed to every request's `Context.services`, so resolvers reach
-  services by name without importing aiohttp;
-- add pipeline stages or validation rules on `app[PIPELINE]` (cost, limits, persisted queries, rate
-  limits: see mlc_graph.execution.pipeline);
-- add routes (`/metrics`, WebSocket subscriptions) and middlewares (`app.middlewares.append`);
-- subscribe to `app[EVENTS]` (leaderboards, subscription fan-out).
-Features run in order; tests pass their own list to `create_app(settings, features=[...])`.
+What it assembles, in order:
+- settings, the token verifier, the event bus;
+- the tier resolver, the real-time services (Redis state, live boards, fan-out) and the quotas, and the
+  typed `Services` every Context receives (resolvers reach them without importing the server);
+- start-up contexts: the database pool, the replica pools (mlc_graph.http.observe), the real-time
+  services, then the admission pipeline, which needs the pool and Redis (persisted documents);
+- routes: /graphql (HTTP and WebSocket), /healthz, /readyz, /metrics, the web-vitals beacon, GraphiQL.
+The order of the admission stages is written in one place, mlc_graph.execution.stages.
 """
 
 from __future__ import annotations
@@ -17,46 +15,59 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
 from aiohttp import web
+from redis.asyncio import Redis
 
+from mlc_graph.domain.tiers import TierTable
+from mlc_graph.execution.compiled import CompiledExecutor
+from mlc_graph.execution.documents import Documents
 from mlc_graph.execution.pipeline import Pipeline
+from mlc_graph.execution.stages import Admission, Stage, admission_stages
 from mlc_graph.guards import limits, persisted
-from mlc_graph.guards.cost import stage as cost_stage
+from mlc_graph.guards.cost import CostAnalyzer
 from mlc_graph.guards.origins import ORIGINS, OriginPolicy
-from mlc_graph.http import headers, view, web_vitals
+from mlc_graph.guards.quotas import Quotas
+from mlc_graph.guards.tiers import TierResolver
+from mlc_graph.http import headers, observe, view, web_vitals
 from mlc_graph.http.cors import cors_middleware
-from mlc_graph.keys import EVENTS, PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS, TOKENS
-from mlc_graph.observability import observe
+from mlc_graph.keys import (
+    EVENTS,
+    PERSISTED,
+    PIPELINE,
+    POOL,
+    QUOTAS,
+    REALTIME,
+    REQUEST_ID,
+    SERVICES,
+    SETTINGS,
+    TIERS,
+    TOKENS,
+)
 from mlc_graph.platform.auth import TokenVerifier
 from mlc_graph.platform.config import Settings
 from mlc_graph.platform.db import create_pool
 from mlc_graph.platform.events import EventBus
 from mlc_graph.platform.migrate import ensure_score_partitions
+from mlc_graph.realtime.services import Realtime
 from mlc_graph.ws import subscriptions
+from resolvers.batch import BATCH_RESOLVERS
 from resolvers.schema import schema
+from resolvers.services import Services
 
 log = logging.getLogger(__name__)
 
-Feature = Callable[[web.Application], None]
 
+def create_app(
+    settings: Settings, *, first_stages: Sequence[Stage] = (), tracer: Any = None
+) -> web.Application:
+    """A fresh application for `settings`; nothing is shared with any other app instance.
 
-# Other parts of the server register their install function here (one line each).
-# observe first: its middleware must wrap the others' (WebSocket connections are counted there).
-FEATURES: tuple[Feature, ...] = (
-    observe.install,
-    # Issue 3: persisted queries fill in the document, limits refuse abusive text, cost prices the rest;
-    # before the quotas, so a refused operation is not charged and the quota reads the known price.
-    persisted.install,
-    limits.install,
-    cost_stage.install,
-    subscriptions.install,
-)
-
-
-def create_app(settings: Settings, features: Sequence[Feature] | None = None) -> web.Application:
-    """A fresh application for `settings`; nothing is shared with any other app instance."""
+    `first_stages` run before the admission list (tests use it to watch every operation); `tracer` is an
+    OpenTelemetry tracer to use instead of the one MLC_TRACING=1 makes (tests pass an in-memory one).
+    """
     origins = OriginPolicy.of(settings.allowed_origins)
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -66,21 +77,28 @@ def create_app(settings: Settings, features: Sequence[Feature] | None = None) ->
     app[SETTINGS] = settings
     app[TOKENS] = TokenVerifier(settings.jwt_secret)
     app[EVENTS] = EventBus()
-    app[SERVICES] = {}
-    app[PIPELINE] = Pipeline(
-        schema._schema,
-        production=settings.production,
-        cache_size=settings.document_cache_size,
-        max_tokens=settings.max_tokens,
-        allow_anonymous_introspection=not settings.production,
-        executor=settings.executor,
+    tiers = TierResolver(TierTable.from_overrides(settings.tier_overrides), settings.tier_cache_seconds)
+    realtime = Realtime.create(settings)
+    quotas = Quotas(realtime.redis, tiers, settings.session_idle_seconds)
+    app[TIERS] = tiers
+    app[REALTIME] = realtime
+    app[QUOTAS] = quotas
+    app[SERVICES] = Services(
+        boards=realtime.boards, updates=realtime.updates, quotas=quotas, sessions=quotas.sessions
     )
+    app[EVENTS].on_score(realtime.boards.score_committed)
+    if tracer is not None:
+        app[observe.TRACER] = tracer
     headers.install(app)
     app.cleanup_ctx.append(_database)
+    # Its middleware wraps everything after it (WebSocket connections are counted there), and its
+    # replica pools start after the primary's.
+    observe.install(app)
+    app.cleanup_ctx.append(_realtime)
+    app.cleanup_ctx.append(_pipeline(tuple(first_stages)))
     view.add_routes(app)
     web_vitals.add_routes(app)
-    for install in FEATURES if features is None else features:
-        install(app)
+    subscriptions.install(app)
     return app
 
 
@@ -93,13 +111,77 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         log.warning("database unreachable at startup (%s); serving, not ready", exc)
         pool = await create_pool(settings.database_url, replace(settings.pool, min_size=0))
     app[POOL] = pool
+    app[TIERS].pool = pool
     await _ensure_partitions(settings.database_url)
     yield
     await pool.close()
 
 
+async def _realtime(app: web.Application) -> AsyncIterator[None]:
+    realtime = app[REALTIME]
+    await realtime.start()
+    yield
+    await realtime.close()
+
+
+def _pipeline(first_stages: tuple[Stage, ...]) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        redis = Redis.from_url(settings.redis_url, socket_timeout=0.5) if settings.redis_url else None
+        documents_by_hash = persisted.build(settings, app[POOL], redis)
+        await persisted.warm(documents_by_hash, app[POOL])
+        app[PERSISTED] = documents_by_hash
+        app[PIPELINE] = build_pipeline(app, documents_by_hash, first_stages)
+        yield
+        if redis is not None:
+            await redis.aclose()
+
+    return context
+
+
+def build_pipeline(
+    app: web.Application, documents_by_hash: persisted.PersistedQueries, first_stages: tuple[Stage, ...] = ()
+) -> Pipeline:
+    settings = app[SETTINGS]
+    graphql_schema = schema._schema
+    documents = Documents(
+        graphql_schema,
+        production=settings.production,
+        cache_size=settings.document_cache_size,
+        max_tokens=settings.max_tokens,
+        checks=[limits.document_check(settings)],
+    )
+    admission = admission_stages(
+        documents=documents,
+        persisted=documents_by_hash,
+        text_limits=limits.TextLimits(
+            limits.Limits.from_settings(settings), settings.max_tokens, settings.max_document_chars
+        ),
+        tiers=app[TIERS],
+        analyzer=CostAnalyzer(graphql_schema, cache_size=settings.document_cache_size),
+        default_budget=settings.cost_budget,
+        quotas=app[QUOTAS],
+        db_options=app[observe.DB_OPTIONS],
+        router=lambda: app.get(observe.ROUTER),
+        allow_anonymous_introspection=not settings.production,
+    )
+    if first_stages:
+        admission = Admission((*first_stages, *admission.stages), admission.finishers)
+    compiled = (
+        CompiledExecutor.for_schema(
+            graphql_schema,
+            hide_suggestions=settings.production,
+            cache_size=settings.document_cache_size,
+            batch_resolvers=BATCH_RESOLVERS,
+        )
+        if settings.executor == "compiled"
+        else None
+    )
+    return Pipeline(graphql_schema, documents, admission, compiled=compiled, production=settings.production)
+
+
 async def _ensure_partitions(dsn: str) -> None:
-    """Issue 6: the current and next months' score partitions exist before the first write lands."""
+    """The current and next months' score partitions exist before the first write lands."""
     try:
         # Its own short-lived connection: DDL and its locks stay off the pool's connections.
         conn = await asyncpg.connect(dsn, timeout=5.0)
@@ -116,14 +198,4 @@ async def _ensure_partitions(dsn: str) -> None:
         log.info("created score partitions: %s", ", ".join(created))
 
 
-__all__ = [
-    "EVENTS",
-    "FEATURES",
-    "PIPELINE",
-    "POOL",
-    "REQUEST_ID",
-    "SERVICES",
-    "SETTINGS",
-    "Feature",
-    "create_app",
-]
+__all__ = ["EVENTS", "PIPELINE", "POOL", "REQUEST_ID", "SERVICES", "SETTINGS", "create_app"]

@@ -6,6 +6,6 @@ from typing import TypeAlias
 
 import strawberry
 
-from mlc_graph.execution.context import Context
+from resolvers.context import Context
 
 Info: TypeAlias = strawberry.Info[Context, None]

@@ -8,9 +8,8 @@ Without Redis, or while it is unavailable, the lines come from PostgreSQL.
 from __future__ import annotations
 
 from loaders.leaderboards import BoardKey, RankedRow, fetch_rank, fetch_top
+from loaders.live_boards import LiveEntry
 from mlc_graph.platform.redis import RedisUnavailable
-from mlc_graph.realtime.live_boards import LiveEntry
-from mlc_graph.realtime.services import realtime_of
 from resolvers.info import Info
 
 
@@ -19,10 +18,10 @@ async def read_board(
 ) -> tuple[list[RankedRow], RankedRow | None]:
     """Top `first` lines of `board`, and `student_id`'s own line (None when not given or not ranked)."""
     context = info.context
-    realtime = realtime_of(context)
-    if realtime is not None:
+    boards = context.services.boards
+    if boards is not None:
         try:
-            live = await realtime.boards.read(context.db, board, first, student_id)
+            live = await boards.read(context.db, board, first, student_id)
         except RedisUnavailable:
             pass
         else:

@@ -7,13 +7,13 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from mlc_graph.guards.ratelimit import Quota, RateLimitResult
+from mlc_graph.domain.quotas import Quota
 from mlc_graph.platform.errors import ServiceUnavailableError
-from mlc_graph.realtime.services import Realtime, realtime_of
 from resolvers.enums import LeaderboardScope, RateLimitQuotaName
 from resolvers.info import Info
 from resolvers.leaderboards import Leaderboard, open_board
 from resolvers.live_boards import read_board
+from resolvers.services import QuotaUsage
 
 
 @strawberry.type(description="One hourly quota: requests, or cost points (the RateLimit header's policies).")
@@ -63,7 +63,7 @@ class RateLimit:
     )
 
     @classmethod
-    def of(cls, result: RateLimitResult) -> RateLimit:
+    def of(cls, result: QuotaUsage) -> RateLimit:
         return cls(
             limit=result.limit,
             remaining=result.remaining,
@@ -79,11 +79,8 @@ class RateLimit:
         )
 
 
-def _realtime(info: Info) -> Realtime:
-    realtime = realtime_of(info.context)
-    if realtime is None:
-        raise ServiceUnavailableError("Real-time services are not enabled on this server")
-    return realtime
+def _unavailable() -> ServiceUnavailableError:
+    return ServiceUnavailableError("Real-time services are not enabled on this server")
 
 
 async def resolve_rate_limit(info: Info) -> RateLimit | None:
@@ -91,8 +88,8 @@ async def resolve_rate_limit(info: Info) -> RateLimit | None:
     viewer = info.context.viewer
     if info.context.rate_limit is not None:
         return RateLimit.of(info.context.rate_limit)
-    realtime = realtime_of(info.context)
-    return None if realtime is None else RateLimit.of(await realtime.usage(viewer))
+    quotas = info.context.services.quotas
+    return None if quotas is None else RateLimit.of(await quotas.usage(viewer))
 
 
 @strawberry.type
@@ -103,9 +100,11 @@ class EndSessionPayload:
 
 async def resolve_end_session(info: Info) -> EndSessionPayload:
     viewer = info.context.viewer
-    realtime = _realtime(info)
-    ended = await realtime.sessions.end(viewer.org_id, viewer.session_id)
-    return EndSessionPayload(ended=ended, active_sessions=await realtime.sessions.active(viewer.org_id))
+    sessions = info.context.services.sessions
+    if sessions is None:
+        raise _unavailable()
+    ended = await sessions.end(viewer.org_id, viewer.session_id)
+    return EndSessionPayload(ended=ended, active_sessions=await sessions.active(viewer.org_id))
 
 
 async def resolve_leaderboard_updated(
@@ -114,7 +113,9 @@ async def resolve_leaderboard_updated(
     scope: LeaderboardScope = LeaderboardScope.CLASS,
     first: int = 10,
 ) -> AsyncGenerator[Leaderboard, None]:
-    realtime = _realtime(info)
+    updates = info.context.services.updates
+    if updates is None:
+        raise _unavailable()
     game, board, me = await open_board(info, game_id, scope, first)
 
     async def snapshot() -> Leaderboard:
@@ -126,7 +127,7 @@ async def resolve_leaderboard_updated(
             viewer_entry=mine,  # type: ignore[arg-type]
         )
 
-    listener = realtime.updates.listen(board)
+    listener = updates.listen(board)
     try:
         yield await snapshot()
         while True:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from aiohttp import web
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -41,9 +40,8 @@ from graphql import (
 )
 from graphql.language import Node
 
-from mlc_graph.execution.pipeline import PreparedRequest, RequestRefused
-from mlc_graph.keys import PIPELINE, SETTINGS
 from mlc_graph.platform.config import Settings
+from mlc_graph.platform.errors import Refusal
 
 # Introspection is bounded by MaxIntrospectionDepthRule and the schema's own size, not by max_depth
 # (GraphiQL's introspection query nests `ofType` nine levels deep).
@@ -162,14 +160,14 @@ class TextLimits:
         self.max_tokens = max_tokens
         self.max_chars = max_chars
 
-    def __call__(self, req: PreparedRequest) -> None:
-        text = req.params.query
+    def check(self, text: str | None) -> None:
+        """Raise `Refusal` when the text alone is over a limit."""
         if text is None or len(text) < PRESCAN_MIN_CHARS:
             return
         if len(text) > self.max_chars:
             # The lexer reads strings and whitespace one character at a time (~0.5 us each): a document
             # of one 900 KB string is 5 tokens yet costs half a second to parse. Data goes in variables.
-            raise RequestRefused(
+            raise Refusal(
                 _error(
                     f"The document is longer than {self.max_chars} characters: pass data in variables.",
                     "DOCUMENT_TOO_LARGE",
@@ -178,7 +176,7 @@ class TextLimits:
             )
         error = prescan(text, self.limits, self.max_tokens)
         if error is not None:
-            raise RequestRefused(error)
+            raise Refusal(error)
 
 
 def _error(message: str, code: str, node: Node | None = None, **details: Any) -> GraphQLError:
@@ -308,12 +306,3 @@ def check_document(document: DocumentNode, limits: Limits) -> list[GraphQLError]
 def document_check(settings: Settings) -> Callable[[DocumentNode], list[GraphQLError]]:
     limits = Limits.from_settings(settings)
     return lambda document: check_document(document, limits)
-
-
-def install(app: web.Application) -> None:
-    """App feature: the limits run on every newly seen document, before validation."""
-    settings = app[SETTINGS]
-    pipeline = app[PIPELINE]
-    limits = Limits.from_settings(settings)
-    pipeline.stages.before_parse.append(TextLimits(limits, settings.max_tokens, settings.max_document_chars))
-    pipeline.add_document_check(document_check(settings))

@@ -26,11 +26,10 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import asyncpg
-from aiohttp import web
 from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -43,9 +42,8 @@ from graphql.language import Node
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from mlc_graph.execution.pipeline import PreparedRequest, RequestRefused
-from mlc_graph.keys import PIPELINE, POOL, SETTINGS
 from mlc_graph.platform.config import Settings
+from mlc_graph.platform.errors import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +66,8 @@ def document_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _refused(message: str, code: str) -> RequestRefused:
-    return RequestRefused(GraphQLError(message, extensions={"code": code}))
+def _refused(message: str, code: str) -> Refusal:
+    return Refusal(GraphQLError(message, extensions={"code": code}))
 
 
 class DocumentStore(Protocol):
@@ -191,13 +189,8 @@ class PersistedQueries:
                 self._misses.popitem(last=False)
         return text
 
-    async def __call__(self, req: PreparedRequest) -> None:
-        await self.resolve(req.params.query, req.params.extensions, req)
-
-    async def resolve(
-        self, query: str | None, extensions: Mapping[str, Any] | None, req: PreparedRequest | None = None
-    ) -> str | None:
-        """The document text to run (also written to `req.params.query`); raises RequestRefused."""
+    async def resolve(self, query: str | None, extensions: Mapping[str, Any] | None) -> str | None:
+        """The document text to run; raises `Refusal`."""
         persisted = (extensions or {}).get("persistedQuery")
         if persisted is None:
             if self.trusted_only and query is not None and await self._lookup(document_hash(query)) is None:
@@ -231,8 +224,6 @@ class PersistedQueries:
             raise _refused("This document is not registered on this server", "PERSISTED_QUERY_NOT_ALLOWED")
         # APQ mode: a query sent with its hash is registered by `remember` once it has run (valid, within
         # the limits and the budget), so junk sent with a matching hash never fills the stores.
-        if req is not None:
-            req.params.query = query
         return query
 
     async def remember(self, query: str | None, extensions: Mapping[str, Any] | None) -> None:
@@ -246,9 +237,6 @@ class PersistedQueries:
         if len(query) <= MAX_DOCUMENT_CHARS and document_hash(query) == sha256:
             self._misses.pop(sha256, None)
             await self.store.put(sha256, query)
-
-    async def after(self, req: PreparedRequest) -> None:
-        await self.remember(req.params.query, req.params.extensions)
 
 
 def build(settings: Settings, pool: asyncpg.Pool | None, redis: Redis | None) -> PersistedQueries:
@@ -275,27 +263,6 @@ async def warm(stage: PersistedQueries, pool: asyncpg.Pool) -> int:
     for sha256, body in rows:
         await stage.memory.put(sha256, body)
     return len(rows)
-
-
-PERSISTED = web.AppKey("persisted_queries", PersistedQueries)
-
-
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    redis = Redis.from_url(settings.redis_url, socket_timeout=0.5) if settings.redis_url else None
-    stage = build(settings, app[POOL], redis)
-    await warm(stage, app[POOL])
-    app[PERSISTED] = stage
-    app[PIPELINE].stages.before_parse.insert(0, stage)
-    app[PIPELINE].stages.after_execute.append(stage.after)
-    yield
-    if redis is not None:
-        await redis.aclose()
-
-
-def install(app: web.Application) -> None:
-    """App feature: the persisted-query stage runs before anything else looks at the document."""
-    app.cleanup_ctx.append(_lifecycle)
 
 
 def _spreads(node: Node, into: set[str]) -> set[str]:

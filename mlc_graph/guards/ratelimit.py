@@ -15,10 +15,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
+from mlc_graph.domain.quotas import Quota
 from mlc_graph.domain.tiers import WINDOW_SECONDS, Tier
-from mlc_graph.platform.errors import ApiError
+from mlc_graph.platform.errors import RateLimitedError
 from mlc_graph.platform.redis import RedisState, RedisUnavailable
 
 BUCKET_SECONDS = 60
@@ -68,13 +69,6 @@ _SCRIPT = (
     + "return hit_window(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), "
     + "tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1')"
 )
-
-
-class RateLimitedError(ApiError):
-    """Over the tier's requests or cost points for the hour; HTTP 429 with Retry-After."""
-
-    code = "RATE_LIMITED"
-    http_status: ClassVar[int] = 429
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,32 +162,6 @@ class RateLimitResult:
             retryAfter=self.retry_after,
             resetAt=self.reset_at,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Quota:
-    """One policy of the hourly window: what it allows, what is used and left, when it resets."""
-
-    name: str  # the policy id in RateLimit-Policy / RateLimit
-    unit: str
-    limit: int
-    used: int
-    remaining: int
-    reset_in: int
-    window: int = WINDOW_SECONDS
-
-    @property
-    def share_left(self) -> float:
-        return self.remaining / self.limit if self.limit > 0 else 0.0
-
-    def policy_item(self) -> str:
-        # A structured-field Item (RFC 9651): the policy id as a String, then its parameters. `requests`
-        # is the draft's default unit; cost points are not a registered unit, so they are named.
-        unit = "" if self.unit == "requests" else f';qu="{self.unit}"'
-        return f'"{self.name}";q={self.limit};w={self.window}{unit}'
-
-    def state_item(self) -> str:
-        return f'"{self.name}";r={self.remaining};t={self.reset_in}'
 
 
 class _LocalWindow:

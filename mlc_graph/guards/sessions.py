@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from mlc_graph.platform.errors import ApiError, UnauthenticatedError
+from mlc_graph.platform.errors import ApiError, SessionEndedError, SessionLimitError
 from mlc_graph.platform.redis import RedisState, RedisUnavailable
 
 # Long enough to outlive the default 12 h token; an ended sid is refused until then.
@@ -47,19 +47,6 @@ local removed = redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))
 return removed
 """
-
-
-class SessionLimitError(ApiError):
-    """The organization already has its tier's number of active sessions."""
-
-    code = "SESSION_LIMIT"
-    http_status: ClassVar[int] = 429
-
-
-class SessionEndedError(UnauthenticatedError):
-    """The token's session was ended (endSession); sign in again for a new one."""
-
-    http_status: ClassVar[int] = 401
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import logging
 import multiprocessing
 import os
@@ -27,6 +28,8 @@ from mlc_graph.observability.metrics import multiprocess_directory, worker_exite
 from mlc_graph.platform.config import Settings
 
 log = logging.getLogger(__name__)
+# The composition root every worker builds its app with (a module-level factory of one Settings).
+APP_FACTORY = "mlc_graph.app:create_app"
 
 # Issue 7: after start-up everything allocated so far lives forever; freezing it and collecting the young
 # generation less often cut collector time on the hot path (+39 % on W1).
@@ -95,8 +98,10 @@ async def serve_app(
 
 async def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> int:
     # Imported where the app is built: the supervising parent never loads the GraphQL layer (it would
-    # only cost start-up time and memory in a process that serves nothing).
-    from mlc_graph.app import create_app
+    # only cost start-up time and memory in a process that serves nothing). By import path: the app
+    # factory sits above this module (mlc_graph.app composes it), so this module cannot import it.
+    module, _, name = APP_FACTORY.partition(":")
+    create_app = getattr(importlib.import_module(module), name)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -21,13 +21,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import MultiMapping
 
-from mlc_graph.execution.context import make_context
-from mlc_graph.execution.pipeline import GraphQLParams, Outcome, PreparedRequest
+from mlc_graph.execution.request import GraphQLParams, OperationRequest, Outcome, Transport
 from mlc_graph.http import graphiql, readiness
 from mlc_graph.keys import EVENTS, PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS, TOKENS
 from mlc_graph.observability.logs import request_id_from
-from mlc_graph.platform.auth import AuthError, Principal, bearer_token
+from mlc_graph.platform.auth import Principal, bearer_token
 from mlc_graph.platform.db import Executor, QueryStats
+from mlc_graph.platform.errors import AuthError, BadRequest, refusal_body, request_error
+from resolvers.context import make_context
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +41,9 @@ _CONTENT_TYPES = {
 READY_TIMEOUT_SECONDS = 1.0
 
 
-class BadRequest(Exception):  # noqa: N818 - it is the HTTP status's name
-    """The HTTP request itself is malformed; refused before any GraphQL work, with its own status."""
-
-    def __init__(self, message: str, code: str = "BAD_REQUEST", status: int = 400, **headers: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.status = status
-        self.headers = headers
-
-
 def error_body(message: str, code: str, **details: Any) -> dict[str, Any]:
-    return {"errors": [{"message": message, "extensions": {"code": code, **details}}]}
+    """The body of a refusal made before any GraphQL work (routing, content type, Accept)."""
+    return refusal_body(request_error(message, code, **details))
 
 
 def json_response(
@@ -234,7 +225,9 @@ def authenticate(request: web.Request) -> Principal | None:
         ) from exc
 
 
-def _prepared(request: web.Request, params: GraphQLParams, principal: Principal | None) -> PreparedRequest:
+def _prepared(
+    request: web.Request, params: GraphQLParams, principal: Principal | None, transport: Transport
+) -> OperationRequest:
     app = request.app
     settings = app[SETTINGS]
     db = Executor(app[POOL], QueryStats(), settings.pool.acquire_timeout)
@@ -247,7 +240,7 @@ def _prepared(request: web.Request, params: GraphQLParams, principal: Principal 
         events=app[EVENTS],
     )
     context.operation_name = params.operation_name
-    return PreparedRequest(params, context, request.method, request.headers)
+    return OperationRequest(params, context, request.method, request.headers, transport)
 
 
 def _respond(outcome: Outcome, media: str) -> web.Response:
@@ -275,8 +268,8 @@ async def graphql_handler(request: web.Request) -> web.StreamResponse:
             return await _batch(request, body, principal, media)
         params = body if isinstance(body, GraphQLParams) else params_from_body(body)
     except BadRequest as exc:
-        return json_response(error_body(exc.message, exc.code), exc.status, media, exc.headers)
-    outcome = await request.app[PIPELINE].run(_prepared(request, params, principal))
+        return json_response(refusal_body(exc.errors()), exc.status, media, exc.headers)
+    outcome = await request.app[PIPELINE].run(_prepared(request, params, principal, Transport.HTTP))
     return _respond(outcome, media)
 
 
@@ -295,7 +288,9 @@ async def _batch(
         )
     params = [params_from_body(body) for body in bodies]
     pipeline = request.app[PIPELINE]
-    outcomes = await asyncio.gather(*(pipeline.run(_prepared(request, p, principal)) for p in params))
+    outcomes = await asyncio.gather(
+        *(pipeline.run(_prepared(request, p, principal, Transport.BATCH)) for p in params)
+    )
     # One status for many operations: the worst refusal that is not a GraphQL request error, else 200.
     statuses = [o.legacy_status for o in outcomes if o.legacy_status != 200]
     status = max(statuses) if statuses else 200

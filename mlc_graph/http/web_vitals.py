@@ -24,10 +24,10 @@ from mlc_graph.domain.vitals import MAX_BODY_BYTES, InvalidMetric, metrics_from
 from mlc_graph.guards.address_limit import AddressLimiter
 from mlc_graph.http.client_address import Network, client_address, trusted_networks
 from mlc_graph.http.view import error_body, json_response
-from mlc_graph.keys import POOL, SERVICES, SETTINGS
-from mlc_graph.platform.auth import AuthError, bearer_token, decode_token
-from mlc_graph.platform.db import DatabaseUnavailableError, Executor, QueryStats
-from mlc_graph.realtime.services import SERVICE, Realtime
+from mlc_graph.keys import POOL, REALTIME, SETTINGS
+from mlc_graph.platform.auth import bearer_token, decode_token
+from mlc_graph.platform.db import Executor, QueryStats
+from mlc_graph.platform.errors import AuthError, DatabaseUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,8 @@ async def _read_bounded(request: web.Request) -> bytes | None:
 
 
 async def _over_limit(request: web.Request) -> web.Response | None:
-    realtime = request.app[SERVICES].get(SERVICE)
-    redis = realtime.redis if isinstance(realtime, Realtime) else None
+    realtime = request.app.get(REALTIME)
+    redis = realtime.redis if realtime is not None else None
     trusted: tuple[Network, ...] = request.app[TRUSTED_PROXIES]
     address = client_address(request, trusted)
     decision = await request.app[BEACON_LIMIT].hit(address, redis)

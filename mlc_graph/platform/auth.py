@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import jwt
 
+from mlc_graph.platform.errors import AuthError
+
 ALGORITHM = "HS256"
 DEFAULT_TTL_SECONDS = 12 * 3600
 
@@ -17,10 +19,6 @@ class Role(enum.Enum):
     STUDENT = "STUDENT"
     TEACHER = "TEACHER"
     ADMIN = "ADMIN"
-
-
-class AuthError(Exception):
-    """The request's credentials were refused; the message is safe to show the client."""
 
 
 @dataclass(frozen=True, slots=True)

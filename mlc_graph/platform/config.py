@@ -182,6 +182,9 @@ class Settings:
     # Real time (issue 5): JSON tier overrides for support/tests, the Redis key namespace shared by
     # every instance, per-connection subscription cap, and the per-board update coalescing interval.
     tier_overrides: str = ""
+    # How long an instance trusts its cached copy of an organization's tier: the bound on how late a
+    # tier change made in the database takes effect on every instance.
+    tier_cache_seconds: float = 60.0
     redis_prefix: str = "mlc:"
     max_subscriptions_per_connection: int = 10
     leaderboard_coalesce_ms: int = 250
@@ -273,6 +276,7 @@ class Settings:
             slow_query_ms=_float(env, "MLC_SLOW_QUERY_MS", 1000.0),
             session_idle_seconds=_int(env, "MLC_SESSION_IDLE_SECONDS", 900, low=1),
             tier_overrides=env.get("MLC_TIER_OVERRIDES", ""),
+            tier_cache_seconds=_float(env, "MLC_TIER_CACHE_SECONDS", 60.0),
             redis_prefix=env.get("MLC_REDIS_PREFIX") or "mlc:",
             max_subscriptions_per_connection=_int(env, "MLC_MAX_SUBSCRIPTIONS", 10, low=1),
             leaderboard_coalesce_ms=_int(env, "MLC_LEADERBOARD_COALESCE_MS", 250, low=0),

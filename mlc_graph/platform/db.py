@@ -20,7 +20,7 @@ import asyncpg
 
 from mlc_graph.platform.config import PoolSettings
 from mlc_graph.platform.db_errors import UNSTORABLE_TEXT, unstorable_text
-from mlc_graph.platform.errors import ServiceUnavailableError
+from mlc_graph.platform.errors import DatabaseUnavailableError
 from mlc_graph.platform.sqlcomment import comment_for, log_slow_query
 
 # Failures that mean "the database is not there right now" rather than "this statement is wrong":
@@ -35,10 +35,6 @@ _UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
     asyncpg.PostgresConnectionError,
 )
-
-
-class DatabaseUnavailableError(ServiceUnavailableError):
-    """No connection could be had in time (pool exhausted or server down), or a statement timed out."""
 
 
 @dataclass(slots=True)

@@ -21,11 +21,10 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 
-from mlc_graph.observability.metrics import Metrics
 from mlc_graph.platform.redis import RedisState, RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -121,6 +120,19 @@ class Route:
     reason: str  # mutation, replica, read_your_writes, no_replica
 
 
+class RoutingMetrics(Protocol):
+    """The prometheus collectors the router reports to (mlc_graph.observability.metrics.Metrics has them)."""
+
+    @property
+    def replica_up(self) -> Any: ...
+    @property
+    def replica_lag_bytes(self) -> Any: ...
+    @property
+    def replica_lag_seconds(self) -> Any: ...
+    @property
+    def db_routing(self) -> Any: ...
+
+
 class ReplicaRouter:
     """Chooses the pool for each request and keeps the replicas' positions fresh."""
 
@@ -131,7 +143,7 @@ class ReplicaRouter:
         marks: WriteMarks | None = None,
         window: float = 30.0,
         poll_interval: float = 0.5,
-        metrics: Metrics | None = None,
+        metrics: RoutingMetrics | None = None,
     ) -> None:
         self.primary = primary
         self.replicas = replicas

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loaders.leaderboards import BoardKey
-from loaders.live_boards import BoardRow, fetch_board_rows
+from loaders.live_boards import BoardRow, LiveBoard, LiveEntry, fetch_board_rows
 from mlc_graph.platform.db import Executor
 from mlc_graph.platform.events import ScoreCommitted
 from mlc_graph.platform.redis import RedisState, RedisUnavailable
@@ -78,24 +77,6 @@ if ARGV[2] ~= '' then
 end
 return {1, top, mine, redis.call('ZCARD', KEYS[1])}
 """
-
-
-@dataclass(frozen=True, slots=True)
-class LiveEntry:
-    rank: int
-    student_id: int
-    org_id: int
-    teacher_id: int
-    score: int
-    achieved_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class LiveBoard:
-    entries: list[LiveEntry]
-    viewer: LiveEntry | None
-    size: int
-    rebuilt: bool = False
 
 
 def encode_member(row: BoardRow) -> str:

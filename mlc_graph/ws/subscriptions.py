@@ -8,12 +8,12 @@
 
 Close codes: 4400 malformed message, 4401 subscribe before ack, 4403 token refused or session limit,
 4406 subprotocol not offered, 4408 no connection_init in time, 4409 duplicate operation id, 4429 a
-second connection_init, 4500 an unexpected server error. Documents go through the HTTP pipeline's
-cache and validation (so the same limits and cost budget apply); every `subscribe` counts as one
-request (with its cost points) against the user's hourly quota, and at most
-`max_subscriptions_per_connection` operations run per socket.
+second connection_init, 4500 an unexpected server error. Every `subscribe` passes the same admission
+pipeline as an HTTP request (mlc_graph.execution.stages: persisted documents, limits, validation, the
+tier's cost budget, the hourly quotas), and at most `max_subscriptions_per_connection` operations run
+per socket. A refusal is an `error` message whose payload is the refusal body's errors.
 
-`install(app)` is the app feature of issue 5: Redis, quotas, live boards, fan-out and this route.
+`install(app)` adds the WebSocket route (a middleware on GET /graphql with Upgrade) and the shutdown hook.
 """
 
 from __future__ import annotations
@@ -30,25 +30,22 @@ import jwt
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.typedefs import Handler
-from graphql import ExecutionResult, GraphQLError, OperationType, execute, subscribe
+from graphql import ExecutionResult, GraphQLError, OperationType, subscribe
 
-from mlc_graph.execution.context import Context, make_context
-from mlc_graph.execution.pipeline import PreparedRequest, RequestRefused, _client_error
-from mlc_graph.guards.cost import CostAnalyzer
-from mlc_graph.guards.cost.stage import COST, requested_cost
+from mlc_graph.execution.masking import client_error
+from mlc_graph.execution.request import GraphQLParams, OperationRequest, Outcome, Transport
 from mlc_graph.guards.origins import handshake_allowed
-from mlc_graph.keys import EVENTS, PIPELINE, POOL, SERVICES, SETTINGS
-from mlc_graph.platform.auth import AuthError, Principal, bearer_token, decode_token
+from mlc_graph.keys import EVENTS, PIPELINE, POOL, QUOTAS, SERVICES, SETTINGS, TIERS
+from mlc_graph.platform.auth import Principal, bearer_token, decode_token
 from mlc_graph.platform.db import Executor, QueryStats
-from mlc_graph.realtime.services import SERVICE, Realtime, realtime_of
+from mlc_graph.platform.errors import AuthError, Refusal, refusal_body, request_error
+from resolvers.context import Context, make_context
 
 log = logging.getLogger(__name__)
 
 PROTOCOL = "graphql-transport-ws"
 INIT_TIMEOUT_SECONDS = 3.0
-REALTIME = web.AppKey("realtime", Realtime)
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("graphql_sockets")
-ANALYZER: web.AppKey[Callable[[], CostAnalyzer]] = web.AppKey("realtime_cost_analyzer")
 
 
 class _Close(Exception):  # noqa: N818 - control flow: close the socket with this code
@@ -79,7 +76,8 @@ class Connection:
         self.app = request.app
         self.ws = ws
         self.settings = request.app[SETTINGS]
-        self.realtime = request.app[REALTIME]
+        self.tiers = request.app[TIERS]
+        self.quotas = request.app[QUOTAS]
         self.principal: Principal | None = None
         self.init_received = False
         self.operations: dict[str, asyncio.Task[None]] = {}
@@ -116,11 +114,11 @@ class Connection:
 
     async def _keep_session(self) -> None:
         """An open socket is an active session: refresh it well within the idle window."""
-        interval = max(1.0, self.realtime.sessions.idle_seconds / 3)
+        interval = max(1.0, self.quotas.sessions.idle_seconds / 3)
         while self.principal is not None and not self.ws.closed:
             await asyncio.sleep(interval)
-            tier = await self.realtime.tier_of(self.principal.org_id)
-            check = await self.realtime.admit_session(self.principal, tier)
+            tier = await self.tiers.tier_of(self.principal.org_id)
+            check = await self.quotas.admit_session(self.principal, tier)
             if not check.admitted:
                 await self.ws.close(code=4403, message=b"Forbidden: session ended or over the limit")
                 return
@@ -166,8 +164,8 @@ class Connection:
             principal, expires = _principal_from(payload, self.settings.jwt_secret)
         except AuthError as exc:
             raise _Close(4403, f"Forbidden: {exc}") from exc
-        tier = await self.realtime.tier_of(principal.org_id)
-        session = await self.realtime.admit_session(principal, tier)
+        tier = await self.tiers.tier_of(principal.org_id)
+        session = await self.quotas.admit_session(principal, tier)
         if not session.admitted:
             reason = "SESSION_ENDED" if session.ended else f"SESSION_LIMIT {session.active}/{session.cap}"
             raise _Close(4403, f"Forbidden: {reason}")
@@ -186,10 +184,12 @@ class Connection:
         query = payload.get("query")
         variables = payload.get("variables")
         name = payload.get("operationName")
+        extensions = payload.get("extensions")
         if (
-            not isinstance(query, str)
+            not (query is None or isinstance(query, str))
             or not (variables is None or isinstance(variables, dict))
             or not (name is None or isinstance(name, str))
+            or not (extensions is None or isinstance(extensions, dict))
         ):
             raise _Close(4400, "Invalid message received: malformed subscribe payload")
         if op_id in self.operations:
@@ -200,46 +200,30 @@ class Connection:
                 op_id, f"At most {cap} operations may run on one connection", "SUBSCRIPTION_LIMIT"
             )
             return
-        parsed = self.app[PIPELINE].document(query)
-        operation = parsed.operations.get(name)
-        if parsed.errors or parsed.document is None or operation is None:
-            errors = list(parsed.errors) or [
-                GraphQLError("Unknown operation", extensions={"code": "BAD_REQUEST"})
-            ]
-            await self.send({"id": op_id, "type": "error", "payload": [e.formatted for e in errors]})
-            return
-        # The same cost budget as over HTTP, and the price is what the hourly cost points are charged.
+        pipeline = self.app[PIPELINE]
+        request = OperationRequest(
+            GraphQLParams(query, variables, name, extensions),
+            self._context(op_id, name),
+            method="WS",
+            transport=Transport.WEBSOCKET,
+        )
         try:
-            analysis = self.app[ANALYZER]().analyze(parsed.document, variables, name, cache_key=query)
-            analysis.check(self.settings.cost_budget)
-        except GraphQLError as refused:
-            await self.send({"id": op_id, "type": "error", "payload": [refused.formatted]})
+            await pipeline.admit(request)
+        except Refusal as refused:
+            await self.send({"id": op_id, "type": "error", "payload": refusal_body(refused.errors)["errors"]})
             return
-        tier = await self.realtime.tier_of(self.principal.org_id)
-        session, quota = await self.realtime.admit(self.principal, tier, max(1, analysis.requested))
-        if quota is None:
-            error = session.error()
-            await self.send({"id": op_id, "type": "error", "payload": [error.formatted]})
-            return
-        if not quota.allowed:
-            await self.send({"id": op_id, "type": "error", "payload": [quota.error().formatted]})
-            return
-        context = self._context(op_id, name)
-        context.rate_limit = quota
         run: Callable[[], Awaitable[None]]
+        operation = request.operation
+        assert operation is not None  # admitted: the document stage found it
         if operation.operation is OperationType.SUBSCRIPTION:
 
             async def run() -> None:
-                await self._stream(op_id, parsed.document, context, variables, name)
+                await self._stream(op_id, request)
 
         else:
 
             async def run() -> None:
-                result = execute(self.app[PIPELINE].schema, parsed.document, None, context, variables, name)  # type: ignore[arg-type]
-                if asyncio.iscoroutine(result):
-                    result = await result
-                assert isinstance(result, ExecutionResult)
-                await self._next(op_id, result, context)
+                await self._answer(op_id, await pipeline.complete(request))
 
         self.operations[op_id] = asyncio.create_task(self._operation(op_id, run))
 
@@ -263,17 +247,23 @@ class Connection:
             return  # the client completed it or the socket closed: nothing more to send
         except Exception:
             log.exception("subscription %s failed", op_id, extra={"request_id": self.connection_id})
-            error = GraphQLError("Internal server error", extensions={"code": "INTERNAL_SERVER_ERROR"})
-            await self.send({"id": op_id, "type": "error", "payload": [error.formatted]})
+            error = request_error("Internal server error", "INTERNAL_SERVER_ERROR")
+            await self.send({"id": op_id, "type": "error", "payload": refusal_body(error)["errors"]})
             self.operations.pop(op_id, None)
             return
         if self.operations.pop(op_id, None) is not None:
             await self.send({"id": op_id, "type": "complete"})
 
-    async def _stream(
-        self, op_id: str, document: Any, context: Context, variables: dict[str, Any] | None, name: str | None
-    ) -> None:
-        source = subscribe(self.app[PIPELINE].schema, document, None, context, variables, name)
+    async def _stream(self, op_id: str, request: OperationRequest) -> None:
+        context = request.context
+        source = subscribe(
+            self.app[PIPELINE].schema,
+            request.document,  # type: ignore[arg-type]  # admitted: not None
+            None,
+            context,
+            request.params.variables,
+            request.params.operation_name,
+        )
         if asyncio.iscoroutine(source):
             source = await source
         if isinstance(source, ExecutionResult):
@@ -286,7 +276,7 @@ class Connection:
         except GraphQLError as error:
             # Raised by the source stream itself (e.g. NOT_FOUND before the first event): graphql-core
             # lets it escape the iterator, so it is reported like any field error, then completed.
-            payload = {"data": None, "errors": [_client_error(error, context.request_id)]}
+            payload = {"data": None, "errors": [client_error(error, context.request_id)]}
             await self.send({"id": op_id, "type": "next", "payload": payload})
         finally:
             with contextlib.suppress(Exception):
@@ -295,40 +285,18 @@ class Connection:
     async def _next(self, op_id: str, result: ExecutionResult, context: Context) -> None:
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
-            payload["errors"] = [_client_error(e, context.request_id) for e in result.errors]
+            payload["errors"] = [client_error(e, context.request_id) for e in result.errors]
+        await self.send({"id": op_id, "type": "next", "payload": payload})
+
+    async def _answer(self, op_id: str, outcome: Outcome) -> None:
+        """A query or mutation's one result: `next` with its data and errors (then `complete`)."""
+        payload = {key: outcome.body[key] for key in ("data", "errors") if key in outcome.body}
         await self.send({"id": op_id, "type": "next", "payload": payload})
 
     async def _error(self, op_id: str, message: str, code: str) -> None:
-        error = GraphQLError(message, extensions={"code": code})
-        await self.send({"id": op_id, "type": "error", "payload": [error.formatted]})
-
-
-def refusal(error: GraphQLError, status: int, headers: dict[str, str] | None = None) -> RequestRefused:
-    return RequestRefused(error, status=status, legacy_status=status, headers=headers)
-
-
-async def quota_stage(req: PreparedRequest) -> None:
-    """Pipeline stage (before_execute): session cap, then requests and cost points per hour.
-
-    It runs once the document is valid and the caller authenticated, and puts the RateLimit-* headers on
-    the response whatever the outcome; requests refused earlier (parse, validation) are not counted.
-    """
-    principal = req.context.principal
-    realtime = realtime_of(req.context)
-    if principal is None or realtime is None:
-        return  # anonymous callers are refused (or served introspection) by the pipeline itself
-    tier = await realtime.tier_of(principal.org_id)
-    cost = 1
-    if realtime.cost_of is not None:
-        cost = max(1, int(realtime.cost_of(req)))
-    session, result = await realtime.admit(principal, tier, cost)
-    if result is None:
-        error = session.error()
-        raise refusal(error, getattr(error, "http_status", 429))
-    req.context.rate_limit = result
-    req.context.response_headers.update(result.headers())
-    if not result.allowed:
-        raise refusal(result.error(), 429, result.headers())
+        await self.send(
+            {"id": op_id, "type": "error", "payload": refusal_body(request_error(message, code))["errors"]}
+        )
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
@@ -368,62 +336,7 @@ async def websocket_middleware(request: web.Request, handler: Handler) -> web.St
 
 
 def install(app: web.Application) -> None:
-    """App feature (issue 5): quotas on every request, live boards, fan-out and subscriptions."""
-    settings = app[SETTINGS]
-    realtime = Realtime.create(settings)
-    app[REALTIME] = realtime
-    app[SERVICES][SERVICE] = realtime
-    pipeline = app[PIPELINE]
-    own: list[CostAnalyzer] = []
-
-    def analyzer() -> CostAnalyzer:
-        # Share the cost stage's analyzer (weight table and cache) when that feature is installed.
-        stage = app.get(COST)
-        if stage is not None:
-            return stage.analyzer
-        if not own:
-            own.append(CostAnalyzer(pipeline.schema, cache_size=settings.document_cache_size))
-        return own[0]
-
-    def cost_of(req: PreparedRequest) -> int:
-        # The cost stage's price when it already ran; else priced here (the analyzer caches both ways).
-        priced = requested_cost(req)
-        if priced is not None:
-            return priced
-        if req.document is None:
-            return 1
-        try:
-            analysis = analyzer().analyze(
-                req.document, req.params.variables, req.params.operation_name, cache_key=req.params.query
-            )
-        except GraphQLError:
-            return 1
-        return analysis.requested
-
-    realtime.cost_of = cost_of
-    app[ANALYZER] = analyzer
-    cost_stage = app.get(COST)
-    if cost_stage is not None:
-        default_budget = settings.cost_budget
-
-        def tier_budget(req: PreparedRequest) -> int:
-            # The cost stage is synchronous and runs before the quota stage looks the tier up, so it
-            # reads the tier cache: an organization's very first request is priced on the default budget.
-            principal = req.context.principal
-            tier = realtime.cached_tier(principal.org_id) if principal is not None else None
-            budget = tier.cost_budget if tier is not None else None
-            return default_budget if budget is None else budget
-
-        cost_stage.budget_for = tier_budget
-    pipeline.stages.before_execute.append(quota_stage)
-    app[EVENTS].on_score(realtime.boards.score_committed)
+    """The WebSocket route on /graphql, and closing every socket on shutdown."""
     app.middlewares.append(websocket_middleware)
     app[SOCKETS] = set()
     app.on_shutdown.append(_close_sockets)
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await realtime.start(app[POOL])
-        yield
-        await realtime.close()
-
-    app.cleanup_ctx.append(lifecycle)

@@ -12,10 +12,11 @@ import pytest
 from graphql import ExecutionResult, OperationDefinitionNode, execute, parse, validate
 
 from mlc_graph.execution.compiled import CompiledExecutor
-from mlc_graph.execution.context import make_context
 from mlc_graph.platform.auth import Principal
 from mlc_graph.platform.config import Settings
 from mlc_graph.platform.db import Executor, QueryStats
+from resolvers.batch import BATCH_RESOLVERS
+from resolvers.context import make_context
 from resolvers.schema import schema
 from tests.resolvers.test_queries import DASHBOARD
 from tests.support.factories import (
@@ -299,7 +300,7 @@ async def world(clean_db: asyncpg.Pool) -> World:
 
 
 async def test_every_query_and_viewer_is_byte_identical(clean_db: asyncpg.Pool, world: World) -> None:
-    executor = CompiledExecutor(schema._schema)
+    executor = CompiledExecutor(schema._schema, batch_resolvers=BATCH_RESOLVERS)
     mismatches: list[str] = []
     compiled_runs = 0
     for query, variables in queries(world):
@@ -329,7 +330,7 @@ async def test_every_query_and_viewer_is_byte_identical(clean_db: asyncpg.Pool, 
 async def test_dashboard_runs_compiled_with_graphql_cores_statement_count(
     clean_db: asyncpg.Pool, world: World
 ) -> None:
-    executor = CompiledExecutor(schema._schema)
+    executor = CompiledExecutor(schema._schema, batch_resolvers=BATCH_RESOLVERS)
     viewer = principal("teacher", world.teacher, world.org)
     result = await compare(
         clean_db, executor, DASHBOARD, {"id": gid("Teacher", world.teacher), "students": 50}, viewer
@@ -347,7 +348,7 @@ async def test_dashboard_statements_do_not_grow_with_page_size(clean_db: asyncpg
     students = await make_students(clean_db, org, teacher, first)
     _, _, games = await make_catalogue(clean_db, games=10)
     await make_assignments(clean_db, org, students, games)
-    executor = CompiledExecutor(schema._schema)
+    executor = CompiledExecutor(schema._schema, batch_resolvers=BATCH_RESOLVERS)
     result = await compare(
         clean_db,
         executor,
@@ -362,7 +363,7 @@ async def test_dashboard_statements_do_not_grow_with_page_size(clean_db: asyncpg
 async def test_errors_fall_back_to_graphql_core_with_the_same_statements(
     clean_db: asyncpg.Pool, world: World
 ) -> None:
-    executor = CompiledExecutor(schema._schema)
+    executor = CompiledExecutor(schema._schema, batch_resolvers=BATCH_RESOLVERS)
     viewer = principal("teacher", world.teacher, world.org)
     result = await compare(
         clean_db, executor, DASHBOARD, {"id": gid("Teacher", world.teacher), "students": 101}, viewer
@@ -377,7 +378,7 @@ async def test_errors_fall_back_to_graphql_core_with_the_same_statements(
 async def test_plans_are_compiled_once_per_document_and_skip_values(
     clean_db: asyncpg.Pool, world: World
 ) -> None:
-    executor = CompiledExecutor(schema._schema)
+    executor = CompiledExecutor(schema._schema, batch_resolvers=BATCH_RESOLVERS)
     viewer = principal("teacher", world.teacher, world.org)
     document = parse("query($t: ID!, $y: Boolean!) { teacher(id: $t) { id @include(if: $y) firstName } }")
     operation = document.definitions[0]
@@ -395,7 +396,7 @@ async def test_plans_are_compiled_once_per_document_and_skip_values(
 async def test_concurrent_requests_share_plans_and_stay_separate(
     clean_db: asyncpg.Pool, world: World
 ) -> None:
-    executor = CompiledExecutor(schema._schema)
+    executor = CompiledExecutor(schema._schema, batch_resolvers=BATCH_RESOLVERS)
     teacher_view = principal("teacher", world.teacher, world.org)
     outsider = principal("teacher", world.other_teacher, world.other_org)
     comparisons = await asyncio.gather(
@@ -417,7 +418,7 @@ async def test_concurrent_requests_share_plans_and_stay_separate(
 async def test_pipeline_setting_compiles_a_document_the_second_time_it_comes(
     clean_db: asyncpg.Pool, world: World
 ) -> None:
-    executor = CompiledExecutor.for_schema(schema._schema)
+    executor = CompiledExecutor.for_schema(schema._schema, batch_resolvers=BATCH_RESOLVERS)
     assert executor is not None and executor.compile_after == 2
     viewer = principal("teacher", world.teacher, world.org)
     document = parse("query($t: ID!) { teacher(id: $t) { id firstName } }")

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mlc_graph.execution.compiled import CompiledExecutor
+from resolvers.batch import BATCH_RESOLVERS
 from resolvers.schema import schema
 from tests.execution.test_compiled_differential import World, build_world, compare
 from tests.support.graphql_client import gid
@@ -38,7 +39,7 @@ MAX_DEPTH = 5
 
 # Built once: hypothesis runs many examples on one database, which the queries only read.
 _WORLD: dict[str, World] = {}
-_EXECUTOR = CompiledExecutor(GRAPHQL_SCHEMA)
+_EXECUTOR = CompiledExecutor(GRAPHQL_SCHEMA, batch_resolvers=BATCH_RESOLVERS)
 
 
 def _named(type_: GraphQLType) -> GraphQLNamedType:

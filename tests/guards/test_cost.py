@@ -8,7 +8,8 @@ import pytest
 from graphql import build_schema, parse
 
 from bench.workloads import WORKLOADS
-from mlc_graph.guards.cost import CostAnalyzer, CostValidationError, QueryTooComplexError
+from mlc_graph.guards.cost import CostAnalyzer
+from mlc_graph.platform.errors import CostValidationError, QueryTooComplexError
 from resolvers.schema import schema
 
 BUDGET = 5000

@@ -7,18 +7,14 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from graphql import get_introspection_query, parse, validate
 from graphql.language import Lexer, Source, TokenKind
 
 from bench.workloads import WORKLOADS
 from mlc_graph.app import create_app
-from mlc_graph.execution.pipeline import PreparedRequest
-from mlc_graph.guards import limits, persisted
-from mlc_graph.guards.cost import stage as cost_stage
+from mlc_graph.execution.stages import Watch
 from mlc_graph.guards.limits import Limits, check_document, exceeds_tokens, prescan
-from mlc_graph.keys import PIPELINE
 from mlc_graph.platform.db import QueryStats
 from resolvers.schema import schema
 from tests.guards.test_cost import BOMB
@@ -105,28 +101,21 @@ VIEWER = "{ viewer { role } }"
 SEEN: list[QueryStats] = []
 
 
-def record_stats(app: web.Application) -> None:
-    """Test feature: keep each request's statement counter to prove refusals never reach the database."""
-
-    def stage(req: PreparedRequest) -> None:
-        SEEN.append(req.context.stats)
-
-    app[PIPELINE].stages.before_parse.insert(0, stage)
-
-
-FEATURES = [record_stats, limits.install, cost_stage.install, persisted.install]
+# Keeps each request's statement counter, to prove refusals never reach the database.
+RECORD_STATS = [Watch(lambda request: SEEN.append(request.context.stats))]
 
 
 @pytest.fixture(scope="module")
 async def client(database_url: str) -> AsyncIterator[Client]:
     settings = http_settings(database_url, max_body_bytes=200_000, batching_enabled=True)
-    async with TestClient(TestServer(create_app(settings, features=FEATURES))) as client:
+    async with TestClient(TestServer(create_app(settings, first_stages=RECORD_STATS))) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
 def auth() -> dict[str, str]:
-    return bearer("teacher", 1, 1)
+    # An organization that does not exist is on the free trial: the default per-operation budget.
+    return bearer("teacher", 1, 999_999)
 
 
 async def post(
@@ -230,14 +219,16 @@ async def test_oversized_body_and_batches(client: Client, auth: dict[str, str]) 
 
 
 async def test_batching_is_off_by_default(database_url: str, auth: dict[str, str]) -> None:
-    async with TestClient(TestServer(create_app(http_settings(database_url), features=FEATURES))) as plain:
+    async with TestClient(
+        TestServer(create_app(http_settings(database_url), first_stages=RECORD_STATS))
+    ) as plain:
         status, payload = await post(plain, [{"query": VIEWER}], auth)
         assert (status, payload["errors"][0]["extensions"]["code"]) == (400, "BATCHING_DISABLED")
 
 
 async def test_budget_is_configurable(database_url: str, auth: dict[str, str]) -> None:
     settings = http_settings(database_url, cost_budget=10, max_depth=4)
-    async with TestClient(TestServer(create_app(settings, features=FEATURES))) as strict:
+    async with TestClient(TestServer(create_app(settings, first_stages=RECORD_STATS))) as strict:
         status, payload = await post(
             strict, {"query": "{ games(first: 10) { edges { node { id } } } }"}, auth
         )

@@ -20,9 +20,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from mlc_graph.app import create_app
-from mlc_graph.execution.pipeline import RequestRefused
-from mlc_graph.guards import limits, persisted
-from mlc_graph.guards.cost import stage as cost_stage
 from mlc_graph.guards.persisted import (
     LayeredStore,
     MemoryStore,
@@ -36,6 +33,7 @@ from mlc_graph.guards.persisted import (
     warm,
 )
 from mlc_graph.platform.config import Settings
+from mlc_graph.platform.errors import Refusal
 from tests.support.database import REDIS_URL
 from tests.support.http import bearer, http_settings
 
@@ -47,7 +45,7 @@ def apq(sha256: str = SHA, version: Any = 1) -> dict[str, Any]:
     return {"persistedQuery": {"version": version, "sha256Hash": sha256}}
 
 
-def code(refused: pytest.ExceptionInfo[RequestRefused]) -> str:
+def code(refused: pytest.ExceptionInfo[Refusal]) -> str:
     extensions = refused.value.errors[0].extensions or {}
     return str(extensions["code"])
 
@@ -72,7 +70,7 @@ def test_hash_is_hex_sha256_of_utf8() -> None:
 
 async def test_apq_round_trip_in_memory() -> None:
     stage = PersistedQueries(LayeredStore([memory := MemoryStore()]), memory)
-    with pytest.raises(RequestRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         await stage.resolve(None, apq())
     assert code(refused) == "PERSISTED_QUERY_NOT_FOUND"
     assert refused.value.errors[0].message == "PersistedQueryNotFound"  # what Apollo clients match on
@@ -96,7 +94,7 @@ async def test_malformed_persisted_queries(
     query: str | None, extensions: dict[str, Any], expected: str
 ) -> None:
     stage = PersistedQueries(LayeredStore([memory := MemoryStore()]), memory)
-    with pytest.raises(RequestRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         await stage.resolve(query, extensions)
     assert code(refused) == expected
 
@@ -130,7 +128,7 @@ async def test_trusted_mode_runs_only_registered_documents(documents_table: asyn
     settings = replace(Settings(), trusted_documents_only=True)
     stage = build(settings, documents_table, None)
     for query, extensions in ((QUERY, None), (None, apq()), (QUERY, apq())):
-        with pytest.raises(RequestRefused) as refused:
+        with pytest.raises(Refusal) as refused:
             await stage.resolve(query, extensions)
         assert code(refused) == "PERSISTED_QUERY_NOT_ALLOWED"
     await TableStore(documents_table).put(SHA, QUERY, "Me")
@@ -178,12 +176,11 @@ async def test_persist_registers_files_in_the_table(
 
 VIEWER = "{ viewer { role } }"
 VIEWER_SHA = document_hash(VIEWER)
-FEATURES = [limits.install, cost_stage.install, persisted.install]
 
 
 @asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    async with TestClient(TestServer(create_app(settings, features=FEATURES))) as client:
+    async with TestClient(TestServer(create_app(settings))) as client:
         yield client
 
 

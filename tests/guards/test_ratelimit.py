@@ -20,7 +20,6 @@ from mlc_graph.guards.ratelimit import RateLimiter, identity_for
 from mlc_graph.platform.auth import Role, issue_token
 from mlc_graph.platform.config import DEV_JWT_SECRET, ConfigError, Settings
 from mlc_graph.platform.redis import RedisState, fallback_count
-from mlc_graph.ws import subscriptions
 from tests.support import factories
 from tests.support import redis_server as redis_support
 from tests.support.database import REDIS_URL
@@ -147,9 +146,7 @@ async def limited_app(database_url: str, redis_prefix: str) -> AsyncIterator[Tes
     settings = http_settings(
         database_url, redis_url=REDIS_URL, redis_prefix=redis_prefix, tier_overrides=overrides
     )
-    client: TestClient[Any, Any] = TestClient(
-        TestServer(create_app(settings, features=[subscriptions.install]))
-    )
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
     await client.start_server()
     try:
         yield client
@@ -326,9 +323,7 @@ async def points_app(database_url: str, redis_prefix: str) -> AsyncIterator[Test
     settings = http_settings(
         database_url, redis_url=REDIS_URL, redis_prefix=redis_prefix, tier_overrides=overrides
     )
-    client: TestClient[Any, Any] = TestClient(
-        TestServer(create_app(settings, features=[subscriptions.install]))
-    )
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
     await client.start_server()
     try:
         yield client

@@ -7,8 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import aiohttp
 import asyncpg
@@ -20,14 +21,19 @@ from aiohttp.test_utils import TestClient
 from graphql import DocumentNode, GraphQLError
 
 from mlc_graph.app import create_app
-from mlc_graph.execution.context import Context, make_context
-from mlc_graph.execution.pipeline import GraphQLParams, Pipeline, PreparedRequest, RequestRefused
+from mlc_graph.execution.compiled import CompiledExecutor
+from mlc_graph.execution.documents import DocumentCheck, Documents
+from mlc_graph.execution.pipeline import Pipeline
+from mlc_graph.execution.request import GraphQLParams, OperationRequest
+from mlc_graph.execution.stages import Admission, DocumentStage, Finisher, PersistedStage, Stage, Watch
+from mlc_graph.guards import persisted
 from mlc_graph.http.server import serve_app
 from mlc_graph.keys import PIPELINE, POOL
 from mlc_graph.platform.auth import Principal, Role
 from mlc_graph.platform.config import ConfigError, Settings
-from mlc_graph.platform.db import DatabaseUnavailableError, Executor, QueryStats
-from mlc_graph.platform.errors import NotFoundError
+from mlc_graph.platform.db import Executor, QueryStats
+from mlc_graph.platform.errors import DatabaseUnavailableError, NotFoundError, Refusal
+from resolvers.context import Context, make_context
 from tests.support import factories
 from tests.support.database import TENANT_TABLES
 from tests.support.http import (
@@ -304,12 +310,12 @@ async def test_second_identical_request_hits_the_document_cache(
 
 
 def test_document_cache_is_bounded() -> None:
-    pipeline = Pipeline(_tiny_schema(), production=False, cache_size=2)
+    documents = Documents(_tiny_schema(), production=False, cache_size=2)
     for name in ("a", "b", "c"):
-        pipeline.document(f"query {name} {{ ok }}")
-    assert len(pipeline.cache) == 2
-    pipeline.document("query a { ok }")
-    assert pipeline.cache.hits == 0  # "a" was evicted first
+        documents.get(f"query {name} {{ ok }}")
+    assert len(documents.cache) == 2
+    documents.get("query a { ok }")
+    assert documents.cache.hits == 0  # "a" was evicted first
 
 
 async def test_batching_when_enabled(database_url: str, teacher: dict[str, str]) -> None:
@@ -414,6 +420,33 @@ def _tiny_schema() -> Any:
     return strawberry.Schema(query=_Query)._schema
 
 
+def _tiny_pipeline(
+    *,
+    production: bool = False,
+    executor: str = "compiled",
+    max_tokens: int | None = None,
+    checks: Sequence[DocumentCheck] = (),
+    before: Sequence[Stage] = (),
+    after: Sequence[Stage] = (),
+    finishers: Sequence[Finisher] = (),
+) -> Pipeline:
+    """A pipeline on the tiny schema whose admission is the document stage between the given stages."""
+    schema = _tiny_schema()
+    documents = Documents(schema, production=production, cache_size=8, max_tokens=max_tokens, checks=checks)
+    in_full = PersistedStage(persisted.build(Settings(), None, None))  # documents sent in full
+    admission = Admission((in_full, *before, DocumentStage(documents), *after), tuple(finishers))
+    compiled = CompiledExecutor.for_schema(schema) if executor == "compiled" else None
+    return Pipeline(schema, documents, admission, compiled=compiled, production=production)
+
+
+def _tiny_request(
+    pool: asyncpg.Pool, query: str, production: bool = False, **extensions: Any
+) -> OperationRequest:
+    return OperationRequest(
+        GraphQLParams(query, extensions=extensions or None), _tiny_context(pool, production)
+    )
+
+
 def _tiny_context(pool: asyncpg.Pool, production: bool = False) -> Context:
     return make_context(
         Settings(env="production" if production else "development"),
@@ -433,8 +466,8 @@ def executor_name(request: pytest.FixtureRequest) -> str:
 async def _run_tiny(
     pool: asyncpg.Pool, query: str, executor: str = "compiled", production: bool = False
 ) -> tuple[Any, int]:
-    pipeline = Pipeline(_tiny_schema(), production=production, cache_size=8, executor=executor)
-    outcome = await pipeline.run(PreparedRequest(GraphQLParams(query), _tiny_context(pool, production)))
+    pipeline = _tiny_pipeline(production=production, executor=executor)
+    outcome = await pipeline.run(_tiny_request(pool, query, production))
     return outcome.body, outcome.status
 
 
@@ -611,68 +644,83 @@ async def test_workers_share_the_port_and_stop_on_sigterm(database_url: str) -> 
 
 
 async def test_token_limit_is_the_parser_s(pool: asyncpg.Pool) -> None:
-    pipeline = Pipeline(_tiny_schema(), production=False, cache_size=8, max_tokens=20)
-    outcome = await pipeline.run(PreparedRequest(GraphQLParams("{ " + "ok " * 50 + "}"), _tiny_context(pool)))
+    pipeline = _tiny_pipeline(max_tokens=20)
+    outcome = await pipeline.run(_tiny_request(pool, "{ " + "ok " * 50 + "}"))
     assert outcome.status == 400
     assert outcome.body["errors"][0]["extensions"]["code"] == "TOKEN_LIMIT_EXCEEDED"
 
 
 async def test_document_checks_run_before_validation_and_are_cached(pool: asyncpg.Pool) -> None:
-    pipeline = Pipeline(_tiny_schema(), production=False, cache_size=8)
     seen: list[DocumentNode] = []
 
     def too_deep(document: DocumentNode) -> list[GraphQLError]:
         seen.append(document)
         return [GraphQLError("Too deep", extensions={"code": "QUERY_TOO_DEEP"})]
 
-    pipeline.add_document_check(too_deep)
+    pipeline = _tiny_pipeline(checks=[too_deep])
     for _ in range(2):
-        outcome = await pipeline.run(PreparedRequest(GraphQLParams("{ ok }"), _tiny_context(pool)))
+        outcome = await pipeline.run(_tiny_request(pool, "{ ok }"))
         assert outcome.status == 400
         assert outcome.legacy_status == 200
         assert outcome.body["errors"][0]["extensions"]["code"] == "QUERY_TOO_DEEP"
     assert len(seen) == 1
 
 
-async def test_stages_can_refuse_and_annotate(pool: asyncpg.Pool) -> None:
-    pipeline = Pipeline(_tiny_schema(), production=False, cache_size=8)
+@dataclass(frozen=True)
+class _RateLimit:
+    name: ClassVar[str] = "rate_limit"
+    needs: ClassVar[frozenset[str]] = frozenset({"params"})
+    provides: ClassVar[frozenset[str]] = frozenset()
 
-    async def rate_limit(req: PreparedRequest) -> None:
-        if req.params.extensions and req.params.extensions.get("flood"):
-            raise RequestRefused(
+    def run(self, request: OperationRequest) -> None:
+        if request.params.extensions and request.params.extensions.get("flood"):
+            raise Refusal(
                 GraphQLError("Slow down", extensions={"code": "RATE_LIMITED"}),
                 status=429,
                 headers={"Retry-After": "30"},
             )
 
-    def cost(req: PreparedRequest) -> None:
-        assert req.operation is not None and req.document is not None
-        req.context.extensions["cost"] = {"requestedQueryCost": 1}
 
-    def actual(req: PreparedRequest) -> None:
-        assert req.result is not None
-        req.context.extensions["seen"] = req.result.data
+@dataclass(frozen=True)
+class _Cost:
+    name: ClassVar[str] = "cost"
+    needs: ClassVar[frozenset[str]] = frozenset({"document", "operation"})
+    provides: ClassVar[frozenset[str]] = frozenset({"price"})
 
-    pipeline.stages.before_parse.append(rate_limit)
-    pipeline.stages.before_execute.append(cost)
-    pipeline.stages.after_execute.append(actual)
-    refused = await pipeline.run(
-        PreparedRequest(GraphQLParams("{ ok }", extensions={"flood": True}), _tiny_context(pool))
-    )
+    def run(self, request: OperationRequest) -> None:
+        assert request.operation is not None and request.document is not None
+        request.context.extensions["cost"] = {"requestedQueryCost": 1}
+
+
+@dataclass(frozen=True)
+class _Seen:
+    name: ClassVar[str] = "seen"
+
+    def run(self, request: OperationRequest) -> None:
+        assert request.result is not None
+        request.context.extensions["seen"] = request.result.data
+
+
+async def test_stages_can_refuse_and_annotate(pool: asyncpg.Pool) -> None:
+    pipeline = _tiny_pipeline(before=[_RateLimit()], after=[_Cost()], finishers=[_Seen()])
+    refused = await pipeline.run(_tiny_request(pool, "{ ok }", flood=True))
     assert (refused.status, refused.legacy_status, refused.headers) == (429, 429, {"Retry-After": "30"})
-    done = await pipeline.run(PreparedRequest(GraphQLParams("{ ok }"), _tiny_context(pool)))
+    done = await pipeline.run(_tiny_request(pool, "{ ok }"))
     assert done.body["extensions"]["cost"] == {"requestedQueryCost": 1}
     assert done.body["extensions"]["seen"] == {"ok": 1}
 
 
-async def test_a_failing_stage_is_masked(pool: asyncpg.Pool) -> None:
-    pipeline = Pipeline(_tiny_schema(), production=False, cache_size=8)
+def test_a_stage_that_needs_what_no_earlier_stage_provides_is_refused_at_build_time() -> None:
+    with pytest.raises(ValueError, match="stage 'cost' needs"):
+        _tiny_pipeline(before=[_Cost()])
 
-    def broken(_req: PreparedRequest) -> None:
+
+async def test_a_failing_stage_is_masked(pool: asyncpg.Pool) -> None:
+    def broken(_request: OperationRequest) -> None:
         raise KeyError("redis://secret-host")
 
-    pipeline.stages.before_execute.append(broken)
-    outcome = await pipeline.run(PreparedRequest(GraphQLParams("{ ok }"), _tiny_context(pool)))
+    pipeline = _tiny_pipeline(after=[Watch(broken)])
+    outcome = await pipeline.run(_tiny_request(pool, "{ ok }"))
     assert outcome.status == 500
     assert "secret-host" not in orjson.dumps(outcome.body).decode()
     assert outcome.body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
@@ -686,11 +734,9 @@ async def test_graceful_shutdown_finishes_in_flight_requests(database_url: str) 
         await asyncio.sleep(0.5)
         return web.Response(text="finished")
 
-    def slow_route(app: web.Application) -> None:
-        app.router.add_get("/slow", slow)
-
     settings = http_settings(database_url, shutdown_timeout=5.0)
-    app = create_app(settings, features=[slow_route])
+    app = create_app(settings)
+    app.router.add_get("/slow", slow)
     port = free_port()
     stop = asyncio.Event()
     serving = asyncio.create_task(serve_app(app, settings, "127.0.0.1", port, stop, tune_gc=False))

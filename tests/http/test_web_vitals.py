@@ -17,7 +17,6 @@ from redis import Redis
 
 from mlc_graph.app import create_app
 from mlc_graph.domain.vitals import MAX_BATCH, MAX_BODY_BYTES, rate
-from mlc_graph.ws import subscriptions
 from tests.support import redis_server as redis_support
 from tests.support.database import REDIS_URL
 from tests.support.factories import make_org, make_students, make_teacher
@@ -258,8 +257,8 @@ async def test_the_beacon_limit_is_shared_through_redis(vitals_db: asyncpg.Pool,
             database_url, web_vitals_per_minute=4, redis_url=REDIS_URL, redis_prefix=prefix
         )
         try:
-            first = TestClient(TestServer(create_app(settings, features=[subscriptions.install])))
-            second = TestClient(TestServer(create_app(settings, features=[subscriptions.install])))
+            first = TestClient(TestServer(create_app(settings)))
+            second = TestClient(TestServer(create_app(settings)))
             async with first, second:
                 window = _minute()
                 statuses = await _beacons(first, 2) + await _beacons(second, 3)

@@ -13,11 +13,10 @@ from graphql import OperationDefinitionNode, parse
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlc_graph.app import create_app
-from mlc_graph.observability import observe
+from mlc_graph.http.observe import METRICS
+from mlc_graph.observability.access import category_of
 from mlc_graph.observability.metrics import MAX_OPERATION_LABELS, Metrics, MetricsGuard, metrics_handler
-from mlc_graph.observability.observe import METRICS, category_of
 from mlc_graph.platform import redis as redis_client
-from mlc_graph.ws import subscriptions
 from resolvers.relay import encode_global_id
 from tests.support import factories
 from tests.support.database import TENANT_TABLES
@@ -259,7 +258,7 @@ async def test_websocket_connections_and_subscriptions_are_gauged(
     subscription = (
         "subscription Live($g: ID!) { leaderboardUpdated(gameId: $g, scope: CLASS) { entries { rank } } }"
     )
-    app = create_app(http_settings(database_url), features=[observe.install, subscriptions.install])
+    app = create_app(http_settings(database_url))
     async with TestClient(TestServer(app)) as client:
         ws = await client.ws_connect("/graphql", protocols=("graphql-transport-ws",))
         await ws.send_json({"type": "connection_init", "payload": {"token": token}})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncpg
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -11,7 +10,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from mlc_graph.app import create_app
-from mlc_graph.observability import observe
+from mlc_graph.http import observe
 from mlc_graph.platform.db import DEFAULT_OPTIONS
 from tests.support import factories
 from tests.support.database import TENANT_TABLES
@@ -28,10 +27,7 @@ async def test_a_request_and_its_sql_become_spans(database_url: str, pool: async
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
 
-    def with_tracer(app: web.Application) -> None:
-        app[observe.TRACER] = provider.get_tracer("test")
-
-    app = create_app(http_settings(database_url), features=[with_tracer, observe.install])
+    app = create_app(http_settings(database_url), tracer=provider.get_tracer("test"))
     async with TestClient(TestServer(app)) as client:
         response = await client.post(
             "/graphql", json=QUERY, headers={**bearer("teacher", teacher_id, org), "X-Request-ID": "trace-me"}
@@ -54,6 +50,8 @@ async def test_a_request_and_its_sql_become_spans(database_url: str, pool: async
 
 def test_tracing_is_off_unless_configured() -> None:
     assert DEFAULT_OPTIONS.on_statement is None
-    app = create_app(http_settings("postgresql://unused@127.0.0.1:1/none"), features=[observe.install])
+    app = create_app(
+        http_settings("postgresql://unused@127.0.0.1:1/none"),
+    )
     assert observe.TRACER not in app
     assert app[observe.DB_OPTIONS].on_statement is None

@@ -13,8 +13,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from mlc_graph.platform.auth import AuthError, Principal, Role, TokenVerifier, issue_token
+from mlc_graph.platform.auth import Principal, Role, TokenVerifier, issue_token
 from mlc_graph.platform.config import DEV_JWT_SECRET
+from mlc_graph.platform.errors import AuthError
 from tests.support import factories
 from tests.support.database import TENANT_TABLES
 from tests.support.http import GRAPHQL_RESPONSE, app_client, http_settings, token

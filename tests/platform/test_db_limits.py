@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 
 from mlc_graph.platform.config import PoolSettings
-from mlc_graph.platform.db import DatabaseUnavailableError, DbOptions, Executor, QueryStats, create_pool
-from mlc_graph.platform.errors import ServiceUnavailableError
+from mlc_graph.platform.db import DbOptions, Executor, QueryStats, create_pool
+from mlc_graph.platform.errors import DatabaseUnavailableError, ServiceUnavailableError
 from resolvers.relay import encode_global_id
 from tests.support import factories
 from tests.support.database import TENANT_TABLES

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
+from mlc_graph.http.observe import METRICS, ROUTER
 from mlc_graph.observability.metrics import Metrics
-from mlc_graph.observability.observe import METRICS, ROUTER
 from mlc_graph.platform.config import PoolSettings
 from mlc_graph.platform.db import create_pool
 from mlc_graph.platform.migrate import migrate

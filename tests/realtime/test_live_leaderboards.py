@@ -13,11 +13,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from loaders.leaderboards import BoardKey, fetch_rank, fetch_top
 from mlc_graph.app import create_app
+from mlc_graph.keys import REALTIME
 from mlc_graph.platform.db import Executor, QueryStats
 from mlc_graph.platform.events import ScoreCommitted
 from mlc_graph.platform.redis import RedisState
 from mlc_graph.realtime.live_boards import LiveLeaderboards
-from mlc_graph.ws import subscriptions
 from resolvers.relay import encode_global_id
 from tests.support import factories
 from tests.support import redis_server as redis_support
@@ -231,11 +231,8 @@ async def test_query_leaderboard_reads_redis_with_the_same_answer(
     answers: dict[str, list[Any]] = {}
     statements: dict[str, list[int]] = {}
     live = http_settings(database_url, redis_url=REDIS_URL, redis_prefix=redis_prefix)
-    for name, settings, features in (
-        ("sql", http_settings(database_url), []),
-        ("redis", live, [subscriptions.install]),
-    ):
-        async with TestClient(TestServer(create_app(settings, features=features))) as client:
+    for name, settings in (("sql", http_settings(database_url)), ("redis", live)):
+        async with TestClient(TestServer(create_app(settings))) as client:
             for _ in range(2):  # the second round reads boards that already exist
                 answers[name], statements[name] = [], []
                 for bearer_token in viewers:
@@ -276,7 +273,7 @@ async def test_server_keeps_serving_through_a_redis_outage(
         )
         return response.status, await response.json()
 
-    async with TestClient(TestServer(create_app(settings, features=[subscriptions.install]))) as client:
+    async with TestClient(TestServer(create_app(settings))) as client:
         status, body = await call(client, LEADERBOARD, variables)
         assert (status, body["data"]["leaderboard"]["entries"]) == (200, [])
         redis_server.stop()
@@ -311,7 +308,7 @@ async def test_server_keeps_serving_through_a_redis_outage(
 
 
 def subscriptions_realtime(client: TestClient[Any, Any]) -> Any:
-    return client.app[subscriptions.REALTIME]
+    return client.app[REALTIME]
 
 
 async def test_random_boards_with_many_ties_rank_like_postgresql(

@@ -9,12 +9,12 @@ import asyncpg
 import pytest
 from graphql import ExecutionResult, execute, parse
 
-from mlc_graph.execution.context import make_context
 from mlc_graph.keys import EVENTS
 from mlc_graph.platform.auth import Principal
 from mlc_graph.platform.config import Settings
 from mlc_graph.platform.db import Executor, QueryStats
 from mlc_graph.platform.events import EventBus, ScoreCommitted
+from resolvers.context import make_context
 from resolvers.schema import schema
 from tests.support.factories import (
     make_assignments,

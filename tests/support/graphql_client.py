@@ -8,10 +8,11 @@ import asyncpg
 from graphql import ExecutionResult, execute, get_operation_ast, parse
 
 from mlc_graph.execution.compiled import CompiledExecutor
-from mlc_graph.execution.context import make_context
 from mlc_graph.platform.auth import Principal, Role
 from mlc_graph.platform.config import Settings
 from mlc_graph.platform.db import Executor, QueryStats
+from resolvers.batch import BATCH_RESOLVERS
+from resolvers.context import make_context
 from resolvers.relay import encode_global_id
 from resolvers.schema import schema
 
@@ -20,7 +21,7 @@ def principal(role: str, user_id: int, org_id: int, sid: str = "s1") -> Principa
     return Principal(Role(role.upper()), user_id, org_id, sid)
 
 
-_COMPILED = CompiledExecutor(schema._schema)
+_COMPILED = CompiledExecutor(schema._schema, batch_resolvers=BATCH_RESOLVERS)
 
 
 async def run(

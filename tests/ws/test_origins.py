@@ -11,7 +11,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from mlc_graph.app import create_app
-from mlc_graph.ws import subscriptions
 from tests.support import factories
 from tests.support.http import http_settings, token
 
@@ -22,9 +21,7 @@ SPA = "https://app.mlc.example"
 @pytest.fixture(scope="module")
 async def server(database_url: str) -> AsyncIterator[TestClient[Any, Any]]:
     settings = http_settings(database_url, allowed_origins=(SPA,))
-    client: TestClient[Any, Any] = TestClient(
-        TestServer(create_app(settings, features=[subscriptions.install]))
-    )
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
     await client.start_server()
     try:
         yield client

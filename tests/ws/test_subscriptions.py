@@ -89,9 +89,7 @@ async def server(database_url: str, module_prefix: str) -> AsyncIterator[TestCli
         max_subscriptions_per_connection=2,
         leaderboard_coalesce_ms=200,
     )
-    client: TestClient[Any, Any] = TestClient(
-        TestServer(create_app(settings, features=[subscriptions.install]))
-    )
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
     await client.start_server()
     try:
         yield client
@@ -365,7 +363,7 @@ async def test_ending_the_session_closes_its_sockets(
     sid_token = issue_token(
         DEV_JWT_SECRET, Role.TEACHER, school.teacher_a, school.org_a, session_id="ws-session"
     )
-    async with TestClient(TestServer(create_app(settings, features=[subscriptions.install]))) as client:
+    async with TestClient(TestServer(create_app(settings))) as client:
         ws = await client.session.ws_connect(client.make_url("/graphql"), protocols=("graphql-transport-ws",))
         sock = Socket(ws)
         await sock.init(sid_token)
@@ -382,9 +380,7 @@ async def test_without_redis_everything_runs_in_process(
     database_url: str, school: School, clean_db: asyncpg.Pool
 ) -> None:
     """No REDIS_URL (the embedded `make run`): boards read PostgreSQL and updates fan out in process."""
-    async with TestClient(
-        TestServer(create_app(http_settings(database_url), features=[subscriptions.install]))
-    ) as client:
+    async with TestClient(TestServer(create_app(http_settings(database_url)))) as client:
         ws = await client.session.ws_connect(client.make_url("/graphql"), protocols=("graphql-transport-ws",))
         sock = Socket(ws)
         await sock.init(token("teacher", school.teacher_a, school.org_a))

@@ -20,8 +20,6 @@ tests/test_compiled_hypothesis.py run both and compare orjson bytes).
 from __future__ import annotations
 
 import asyncio
-import copy
-import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -38,11 +36,9 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues, get_variable_values
 
-from loaders import Loaders
 from mlc_graph.execution.compiled.codegen import generate_all
-from mlc_graph.execution.compiled.plan import Compiler, Plan, Unsupported, skip_variables
+from mlc_graph.execution.compiled.plan import BatchResolver, Compiler, Plan, Unsupported, skip_variables
 from mlc_graph.execution.compiled.runtime import Bail, Runner
-from mlc_graph.execution.context import Context
 from mlc_graph.platform.db import QueryStats
 
 log = logging.getLogger(__name__)
@@ -80,6 +76,7 @@ class CompiledExecutor:
         hide_suggestions: bool = False,
         cache_size: int = 1024,
         compile_after: int = 1,
+        batch_resolvers: Mapping[object, BatchResolver] | None = None,
     ) -> None:
         strawberry_schema = getattr(schema, "_strawberry_schema", None)
         if strawberry_schema is None:
@@ -93,6 +90,9 @@ class CompiledExecutor:
         # and uncacheable documents never pay for it; until then graphql-core runs them.
         self.compile_after = max(1, compile_after)
         self.stats = ExecutorStats()
+        # resolver function -> its batch form; the schema's owner hands them in (this package imports
+        # no resolvers), and a resolver without one is called once per parent.
+        self.batch_resolvers: Mapping[object, BatchResolver] = batch_resolvers or {}
         self._documents: OrderedDict[int, _DocumentPlans] = OrderedDict()
 
     @classmethod
@@ -103,12 +103,17 @@ class CompiledExecutor:
         hide_suggestions: bool = False,
         cache_size: int = 1024,
         compile_after: int = 2,
+        batch_resolvers: Mapping[object, BatchResolver] | None = None,
     ) -> CompiledExecutor | None:
         """An executor for a Strawberry-built schema; None for any other (it then runs on graphql-core)."""
         if getattr(schema, "_strawberry_schema", None) is None:
             return None
         return cls(
-            schema, hide_suggestions=hide_suggestions, cache_size=cache_size, compile_after=compile_after
+            schema,
+            hide_suggestions=hide_suggestions,
+            cache_size=cache_size,
+            compile_after=compile_after,
+            batch_resolvers=batch_resolvers,
         )
 
     def _document_plans(self, document: DocumentNode) -> _DocumentPlans:
@@ -143,7 +148,12 @@ class CompiledExecutor:
         try:
             skip_values = {name: coerced.get(name) for name in names}
             plan = Compiler(
-                self.schema, self.strawberry_schema, operation, entry.fragments, skip_values
+                self.schema,
+                self.strawberry_schema,
+                operation,
+                entry.fragments,
+                skip_values,
+                self.batch_resolvers,
             ).compile()
             generate_all(plan.root)
             self.stats.plans += 1
@@ -229,12 +239,10 @@ def _isolated(context: Any) -> Any:
     If the run bails, graphql-core reruns on the request's untouched loaders, exactly as it would have
     run alone: same DataLoader timing (so the same order of errors) and the same statement count; what
     the abandoned run read is discarded with its loaders. On success its count joins the request's.
+    A context without `isolated()` (another schema's) is used as it is.
     """
-    if not isinstance(context, Context):
-        return context
-    db = copy.copy(context.db)  # same pool, connection, options and SQL comment tags
-    db.stats = QueryStats(keep_texts=context.stats.keep_texts)
-    return dataclasses.replace(context, db=db, loaders=Loaders(db), stats=db.stats)
+    isolated = getattr(context, "isolated", None)
+    return isolated() if callable(isolated) else context
 
 
 def _merge(into: QueryStats, stats: QueryStats) -> None:

@@ -61,6 +61,8 @@ LIST = 2
 ABSTRACT = 3
 
 _BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
+# A resolver's batch form: (parents, info, arguments) -> one value per parent, in parent order.
+BatchResolver = Callable[[Sequence[Any], Any, Mapping[str, Any]], Coroutine[Any, Any, list[Any]]]
 _EMPTY_VARIABLES = VariableValues({}, {})
 
 
@@ -103,8 +105,8 @@ class FieldPlan:
     # Converted keyword arguments: constant when they read no variable, else per request (arg_slot).
     args: Mapping[str, Any] = field(default_factory=dict)
     arg_slot: int = -1
-    # The batch form of the resolver (compiled.batch): one call for every parent of a pass.
-    batch: Callable[[Sequence[Any], Any, Mapping[str, Any]], Coroutine[Any, Any, list[Any]]] | None = None
+    # The batch form of the resolver (handed in by the schema's owner): one call for every parent of a pass.
+    batch: BatchResolver | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -178,6 +180,7 @@ class Compiler:
         operation: OperationDefinitionNode,
         fragments: dict[str, FragmentDefinitionNode],
         skip_values: Mapping[str, Any],
+        batch_resolvers: Mapping[object, BatchResolver],
     ) -> None:
         self.schema = schema
         self.operation = operation
@@ -209,11 +212,7 @@ class Compiler:
             return converted
 
         self.convert = convert
-        # Imported here, not at module level: the batch forms import resolvers, and resolvers reach the
-        # pipeline (live boards -> realtime), which imports this package.
-        from mlc_graph.execution.compiled.batch import BATCH_RESOLVERS
-
-        self.batch_resolvers = BATCH_RESOLVERS
+        self.batch_resolvers = batch_resolvers
 
     def compile(self) -> Plan:
         if self.operation.operation is not OperationType.QUERY:

@@ -21,10 +21,10 @@ from graphql import (
 )
 from graphql.language import FieldNode, InlineFragmentNode
 
-from mlc_graph.guards.cost.plan import CostValidationError, Planner, Selection
+from mlc_graph.guards.cost.plan import Planner, Selection
 from mlc_graph.guards.cost.report import actual_cost, breakdown, describe_path, heaviest_path, lowering_hint
 from mlc_graph.guards.cost.weights import build_weight_table
-from mlc_graph.platform.errors import ApiError
+from mlc_graph.platform.errors import CostValidationError, QueryTooComplexError
 
 # Only these variable types can change a price: Int (first/last) and Boolean (@skip/@include).
 _COST_VARIABLE_TYPES = frozenset({"Int", "Boolean"})
@@ -36,10 +36,6 @@ class _Absent:
 
 
 _ABSENT = _Absent()
-
-
-class QueryTooComplexError(ApiError):
-    code = "QUERY_TOO_COMPLEX"
 
 
 @dataclass(frozen=True, slots=True)

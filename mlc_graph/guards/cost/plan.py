@@ -18,7 +18,6 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLCompositeType,
-    GraphQLError,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -33,17 +32,11 @@ from graphql import (
 from graphql.type import GraphQLAbstractType, GraphQLType
 
 from mlc_graph.guards.cost.weights import WeightTable
+from mlc_graph.platform.errors import CostValidationError
 
 # Guards the recursion; validation (depth 15, fragment cycles) refuses such documents long before.
 MAX_PLAN_DEPTH = 64
 _MISSING: Any = object()
-
-
-class CostValidationError(GraphQLError):
-    """The document cannot be priced (a fragment cycle): reported like any validation error."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, extensions={"code": "GRAPHQL_VALIDATION_FAILED"})
 
 
 @dataclass(slots=True, eq=False)

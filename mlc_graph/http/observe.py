@@ -1,10 +1,10 @@
-"""The operations feature (issue 6): metrics, the JSON request log, SQL tagging, replica routing, compression.
+"""Operations over HTTP: metrics, the JSON request log, tracing spans, replica pools, compression.
 
 `install(app)` adds, in one place:
 - one middleware (timing, in-flight and WebSocket gauges, HTTP status counts, GraphQL latency and errors,
   the request's single log line, then compression) so the hot path pays for one wrapper, not five;
-- a `before_execute` stage that tags the request's SQL with its operation and chooses primary or replica,
-  and an `after_execute` stage that remembers a mutation's WAL position for read-your-writes;
+- the database options (timeouts, SQL comments, slow-query hook) and the replica router that the
+  admission pipeline's route stage and note_write finisher use (mlc_graph.execution.stages);
 - GET /metrics (guarded by MLC_METRICS_TOKEN and/or MLC_METRICS_ALLOW);
 - a startup/cleanup context for the replica pools and their probe.
 Install it before features with their own middlewares (subscriptions) so WebSocket connections pass
@@ -16,23 +16,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from graphql import FieldNode, OperationDefinitionNode, OperationType
 
-from mlc_graph.execution.pipeline import PreparedRequest
 from mlc_graph.http.compression import maybe_compress
-from mlc_graph.keys import PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS
+from mlc_graph.keys import PIPELINE, POOL, REALTIME, REQUEST_ID, SETTINGS
+from mlc_graph.observability.access import close_record, open_record
 from mlc_graph.observability.logs import AccessRecord, log_access
 from mlc_graph.observability.metrics import Metrics, MetricsGuard, metrics_handler
 from mlc_graph.platform import redis as redis_client
 from mlc_graph.platform.db import DbOptions, create_pool
-from mlc_graph.platform.replicas import LocalMarks, RedisMarks, Replica, ReplicaRouter, WriteMarks, user_key
+from mlc_graph.platform.replicas import LocalMarks, RedisMarks, Replica, ReplicaRouter, WriteMarks
 from mlc_graph.realtime import pubsub
 
 log = logging.getLogger(__name__)
@@ -44,26 +42,9 @@ TRACER: web.AppKey[Any] = web.AppKey("tracer")
 DB_OPTIONS = web.AppKey("db_options", DbOptions)
 ROUTER = web.AppKey("replica_router", ReplicaRouter)
 
-# Top-level fields whose queries are reports (aggregations over a class): the "report" category, with the
-# longer statement timeout and the 3 s SLO.
-REPORT_FIELDS = frozenset({"classProgress"})
 SERVER_CODES = frozenset({"INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"})
 QUOTA_CODES = frozenset({"RATE_LIMITED", "SESSION_LIMIT", "QUOTA_EXCEEDED"})
 _ERRORS_MARK = b'"errors"'
-
-# The request being handled in this task: the middleware opens it, the pipeline stages fill it in.
-_current: ContextVar[AccessRecord | None] = ContextVar("mlc_access_record", default=None)
-
-
-def category_of(operation: OperationDefinitionNode) -> str:
-    if operation.operation is OperationType.MUTATION:
-        return "write"
-    if operation.operation is OperationType.SUBSCRIPTION:
-        return "realtime"
-    for selection in operation.selection_set.selections:
-        if isinstance(selection, FieldNode) and selection.name.value in REPORT_FIELDS:
-            return "report"
-    return "read"
 
 
 def error_codes(body: bytes) -> tuple[str, ...]:
@@ -115,10 +96,9 @@ def _subscriptions_sync(app: web.Application, metrics: Metrics) -> Callable[[], 
     """Active subscriptions of this process, asked of the real-time feature's fan-out at scrape time."""
 
     def sync() -> None:
-        realtime = app[SERVICES].get("realtime")
-        updates = getattr(realtime, "updates", None)
-        if isinstance(updates, pubsub.BoardUpdates):
-            metrics.subscriptions.set(updates.local_subscribers)
+        realtime = app.get(REALTIME)
+        if realtime is not None:
+            metrics.subscriptions.set(realtime.updates.local_subscribers)
 
     return sync
 
@@ -133,7 +113,7 @@ def _middleware(app: web.Application, metrics: Metrics) -> Middleware:
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         record = AccessRecord(request.get(REQUEST_ID, ""), request.method, request.path)
-        token = _current.set(record)
+        token = open_record(record)
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
         gauge = metrics.websocket_connections if websocket else metrics.inflight
         gauge.inc()
@@ -152,7 +132,7 @@ def _middleware(app: web.Application, metrics: Metrics) -> Middleware:
             raise
         finally:
             gauge.dec()
-            _current.reset(token)
+            close_record(token)
             if span is not None:
                 _end_request_span(span, trace_token, record)
             seconds = time.perf_counter() - started
@@ -225,70 +205,6 @@ def _observe_graphql(
     )
 
 
-def _stages(app: web.Application, options: DbOptions) -> None:
-    pipeline = app[PIPELINE]
-
-    async def route_and_tag(req: PreparedRequest) -> None:
-        """Name the operation on its SQL and in the log; queries on a replica, mutations on the primary."""
-        operation = req.operation
-        assert operation is not None  # before_execute: the document is valid
-        context = req.context
-        name = req.params.operation_name or (operation.name.value if operation.name else None)
-        db = context.db
-        db.configure(options)
-        db.tag(name, context.request_id)
-        category = category_of(operation)
-        if category == "report":
-            db.use_report_timeout()
-        record = _current.get()
-        if record is not None:
-            record.operation = name
-            record.operation_type = operation.operation.value
-            record.category = category
-            record.stats = context.stats
-            principal = context.principal
-            if principal is not None:
-                record.role, record.user_id, record.org_id = (
-                    principal.role.value,
-                    principal.user_id,
-                    principal.org_id,
-                )
-        router = app.get(ROUTER)
-        if router is None or not router.enabled:
-            return
-        principal = context.principal
-        user = user_key(principal.role.value, principal.user_id) if principal is not None else None
-        if operation.operation is OperationType.QUERY:
-            route = await router.for_query(user)
-        else:
-            route = router.for_mutation()
-        if route.target != "primary":
-            db.configure(replace(options, pool_name=route.target), route.pool)
-        if record is not None:
-            record.db_target = route.target
-
-    async def after(req: PreparedRequest) -> None:
-        record = _current.get()
-        if record is not None:
-            cost = req.context.extensions.get("cost")
-            record.cost = cost.get("actualQueryCost") if isinstance(cost, dict) else cost
-        router = app.get(ROUTER)
-        operation = req.operation
-        principal = req.context.principal
-        if (
-            router is not None
-            and router.enabled
-            and principal is not None
-            and operation is not None
-            and operation.operation is OperationType.MUTATION
-        ):
-            await router.note_write(user_key(principal.role.value, principal.user_id))
-
-    # Right after authentication: nothing should run SQL untagged or on the wrong server.
-    pipeline.stages.before_execute.insert(1, route_and_tag)
-    pipeline.stages.after_execute.append(after)
-
-
 async def _replicas(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
@@ -308,11 +224,9 @@ async def _replicas(app: web.Application) -> AsyncIterator[None]:
             )
         metrics.add_pool(name, pool)
         replicas.append(Replica(name, pool))
-    realtime = app[SERVICES].get("realtime")
-    redis = getattr(realtime, "redis", None)
-    marks: WriteMarks = (
-        RedisMarks(redis) if isinstance(redis, redis_client.RedisState) and redis.configured else LocalMarks()
-    )
+    realtime = app.get(REALTIME)
+    redis = realtime.redis if realtime is not None else None
+    marks: WriteMarks = RedisMarks(redis) if redis is not None and redis.configured else LocalMarks()
     router = ReplicaRouter(
         primary,
         replicas,
@@ -359,7 +273,6 @@ def install(app: web.Application) -> None:
     metrics.add_sync(_document_cache_sync(app, metrics))
     metrics.add_sync(_subscriptions_sync(app, metrics))
     app.middlewares.append(_middleware(app, metrics))
-    _stages(app, options)
     guard = MetricsGuard.parse(settings.metrics_token, settings.metrics_allow, settings.production)
     app.router.add_get("/metrics", metrics_handler(metrics, guard))
     app.cleanup_ctx.append(_replicas)

@@ -48,7 +48,7 @@ async def visible_student_of_each(roots: Sequence[Any], info: Any, args: Mapping
     return [see_student(viewer, next(rows)) if seen else None for seen in visible]
 
 
-# resolver function -> its batch form
+# resolver function -> its batch form; the app hands this to the compiled executor.
 BATCH_RESOLVERS: dict[object, BatchResolver] = {
     assignments.resolve_game: game_of_each,
     scores.resolve_game: game_of_each,
