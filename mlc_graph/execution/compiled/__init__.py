@@ -34,9 +34,9 @@ from graphql import (
     OperationDefinitionNode,
     execute,
 )
-from graphql.execution.values import VariableValues, get_variable_values
 
 from mlc_graph.execution.compiled.codegen import generate_all
+from mlc_graph.execution.compiled.compat import VariableValues, get_variable_values, strawberry_schema_of
 from mlc_graph.execution.compiled.plan import BatchResolver, Compiler, Plan, Unsupported, skip_variables
 from mlc_graph.execution.compiled.runtime import Bail, Runner
 from mlc_graph.platform.db import QueryStats
@@ -78,7 +78,7 @@ class CompiledExecutor:
         compile_after: int = 1,
         batch_resolvers: Mapping[object, BatchResolver] | None = None,
     ) -> None:
-        strawberry_schema = getattr(schema, "_strawberry_schema", None)
+        strawberry_schema = strawberry_schema_of(schema)
         if strawberry_schema is None:
             raise ValueError("the compiled executor needs a Strawberry schema's graphql-core schema")
         self.schema = schema
@@ -106,7 +106,7 @@ class CompiledExecutor:
         batch_resolvers: Mapping[object, BatchResolver] | None = None,
     ) -> CompiledExecutor | None:
         """An executor for a Strawberry-built schema; None for any other (it then runs on graphql-core)."""
-        if getattr(schema, "_strawberry_schema", None) is None:
+        if strawberry_schema_of(schema) is None:
             return None
         return cls(
             schema,

@@ -20,8 +20,9 @@ from graphql import (
     GraphQLLeafType,
     GraphQLString,
 )
-from graphql.execution.executor import Executor
 from graphql.pyutils import Undefined
+
+from mlc_graph.execution.compiled.compat import complete_leaf_value
 
 _MAX_REMEMBERED = 4096
 _MIN_INT = -(2**31)
@@ -42,7 +43,7 @@ def passthrough(type_: GraphQLLeafType) -> str:
 
 
 def leaf_serializer(type_: GraphQLLeafType) -> Callable[[Any], Any]:
-    complete = Executor.complete_leaf_value
+    complete = complete_leaf_value
 
     def slow(value: Any) -> Any:
         return complete(type_, value)

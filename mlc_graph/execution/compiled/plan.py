@@ -40,12 +40,18 @@ from graphql import (
     is_object_type,
     type_from_ast,
 )
-from graphql.execution.values import VariableValues, get_argument_values
-from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.arguments import convert_arguments
-from strawberry.types.base import StrawberryMaybe, StrawberryOptional
-from strawberry.types.field import StrawberryField
 
+from mlc_graph.execution.compiled.compat import (
+    DEFINITION_BACKREF,
+    StrawberryField,
+    StrawberryMaybe,
+    StrawberryOptional,
+    VariableValues,
+    convert_arguments,
+    get_argument_values,
+    has_field_exception_handlers,
+    resolver_function,
+)
 from mlc_graph.execution.compiled.leaves import leaf_serializer, passthrough
 
 # Field kinds: how a value is obtained from its parent.
@@ -60,7 +66,7 @@ OBJECT = 1
 LIST = 2
 ABSTRACT = 3
 
-_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
+_BACKREF = DEFINITION_BACKREF
 # A resolver's batch form: (parents, info, arguments) -> one value per parent, in parent order.
 BatchResolver = Callable[[Sequence[Any], Any, Mapping[str, Any]], Coroutine[Any, Any, list[Any]]]
 _EMPTY_VARIABLES = VariableValues({}, {})
@@ -189,7 +195,7 @@ class Compiler:
         self.plan_count = 0
         self.argument_slots: list[ArgumentSlot] = []
         converter = strawberry_schema.schema_converter
-        if getattr(converter, "_exception_handler_specs", None):
+        if has_field_exception_handlers(converter):
             raise Unsupported("field exception handlers")
         self.config = strawberry_schema.config
         if self.config.default_resolver is not getattr:
@@ -340,7 +346,7 @@ class Compiler:
         invoke, func, convention = _invoker(resolver)
         plan = FieldPlan(key, kind, complete, invoke=invoke, func=func, convention=convention)
         if kind == ASYNC and parent is not self.schema.query_type:
-            plan.batch = self.batch_resolvers.get(resolver.wrapped_func)
+            plan.batch = self.batch_resolvers.get(resolver_function(resolver))
         if field_def.args or nodes[0].arguments:
             if _reads_variables(nodes[0]):
                 plan.arg_slot = len(self.argument_slots)
@@ -420,7 +426,7 @@ def _invoker(resolver: Any) -> tuple[Invoke, Callable[..., Any], str]:
     Returns the call as a function, the resolver function, and the calling convention ("", "source",
     "info" or "source, info": the positional parameters before the GraphQL arguments).
     """
-    func = resolver.wrapped_func
+    func = resolver_function(resolver)
     if isinstance(func, (classmethod, staticmethod)):
         raise Unsupported("class/static method resolvers")
     reserved: dict[str, str] = {}

@@ -22,10 +22,15 @@ import types
 from collections.abc import Coroutine, Generator
 from typing import Any
 
-from graphql import GraphQLResolveInfo
-from graphql.execution.values import VariableValues, get_argument_values
 from graphql.pyutils import is_awaitable
 
+from mlc_graph.execution.compiled.compat import (
+    VariableValues,
+    get_argument_values,
+    is_asyncio_future,
+    resolve_info,
+    set_future_blocking,
+)
 from mlc_graph.execution.compiled.plan import (
     ABSTRACT,
     LEAF,
@@ -61,7 +66,7 @@ Entry = tuple[Coroutine[Any, Any, Any] | None, Completer, Any, Any]
 def _resume(coro: Coroutine[Any, Any, Any], fut: Any) -> Generator[Any, None, Any]:
     """Wait for the future a parked coroutine awaits, then let the awaiting Task drive the coroutine."""
     if not fut.done():
-        fut._asyncio_future_blocking = True
+        set_future_blocking(fut, True)
         yield fut
     return (yield from coro)  # types.coroutine allows delegating to a coroutine
 
@@ -171,21 +176,16 @@ class Runner:
         abstract = complete.abstract
         assert abstract is not None and abstract.resolve_type is not None
         plan = self.plan
-        info = GraphQLResolveInfo(
-            complete.field_name,
-            complete.field_nodes,
-            abstract,
-            complete.parent_type,  # type: ignore[arg-type]
-            None,  # type: ignore[arg-type]
-            plan.schema,
-            plan.fragments,
-            None,
-            plan.operation,
-            self.variables,
-            self.context,
-            is_awaitable,
-            None,
-            None,  # type: ignore[arg-type]
+        info = resolve_info(
+            field_name=complete.field_name,
+            field_nodes=complete.field_nodes,
+            return_type=abstract,
+            parent_type=complete.parent_type,
+            schema=plan.schema,
+            fragments=plan.fragments,
+            operation=plan.operation,
+            variable_values=self.variables,
+            context=self.context,
         )
         name = abstract.resolve_type(value, info, abstract)
         if is_awaitable(name):
@@ -210,11 +210,11 @@ class Runner:
             # A bare yield (asyncio.sleep(0)): resume on the next pass of the loop, as a Task would.
             yielded = self._loop.create_future()
             yielded.set_result(None)
-        elif getattr(yielded, "_asyncio_future_blocking", None) is None:
+        elif not is_asyncio_future(yielded):
             coro.close()
             raise Bail  # not an asyncio future: leave such resolvers to graphql-core
         else:
-            yielded._asyncio_future_blocking = False
+            set_future_blocking(yielded, False)
         waiters = self.waiting.get(yielded)
         if waiters is None:
             self.waiting[yielded] = [entry]
