@@ -6,13 +6,45 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
+from mlc_graph.domain.tiers import TierTable
 from mlc_graph.platform.auth import Role, issue_token
 from mlc_graph.platform.change_partitions import drop_expired_change_partitions, ensure_change_partitions
 from mlc_graph.platform.config import ConfigError, Settings
+from mlc_graph.platform.db import DatabaseUnavailableError
 from mlc_graph.platform.migrate import ensure_score_partitions, migrate
+
+# What "the database is not there" looks like to a command: a refused or unreachable socket, a timeout, a
+# server still starting, a database that does not exist, a refused login. Each gets one line, not a
+# traceback (issue 12 item 23).
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    DatabaseUnavailableError,
+)
+EMBEDDED_HINT = 'for the one `make run` serves: export DATABASE_URL="$(cat .mlc/database-url)"'
+
+
+def database_address(url: str) -> str:
+    """host:port/database of a DSN, without its user or password (a socket directory for the embedded one)."""
+    parts = urlsplit(url)
+    host = parts.hostname or parse_qs(parts.query).get("host", ["the local socket"])[0]
+    port = f":{parts.port}" if parts.port else ""
+    return f"{host}{port}{parts.path}"
+
+
+def database_down(settings: Settings, exc: BaseException) -> str:
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return (
+        f"cannot reach the database at {database_address(settings.database_url)} ({reason}): start "
+        f"PostgreSQL, or set DATABASE_URL to a running server ({EMBEDDED_HINT})"
+    )
 
 
 async def _migrate(settings: Settings) -> list[str]:
@@ -81,7 +113,11 @@ def cmd_persist(args: argparse.Namespace, settings: Settings) -> int:
 
     from mlc_graph.guards.persisted import persist_files
 
-    files = [(path, Path(path).read_text(encoding="utf-8")) for path in args.files]
+    try:
+        files = [(path, Path(path).read_text(encoding="utf-8")) for path in args.files]
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"cannot read {exc.filename if isinstance(exc, OSError) else 'a file'}: {exc}", file=sys.stderr)
+        return 2
     for sha256, name, path in asyncio.run(persist_files(settings, files)):
         print(f"{sha256}  {name or '(anonymous)'}  {path}")
     return 0
@@ -179,10 +215,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        # Checked before any command runs, like every other setting: one line, not a traceback later.
+        TierTable.from_overrides(settings.tier_overrides)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    code: int = args.func(args, settings)
+    try:
+        code: int = args.func(args, settings)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except DATABASE_DOWN as exc:
+        print(database_down(settings, exc), file=sys.stderr)
+        return 1
     return code
 
 

@@ -69,8 +69,12 @@ async def serve_app(
     stop: asyncio.Event,
     reuse_port: bool = False,
     tune_gc: bool = True,
+    on_listening: Callable[[], None] | None = None,
 ) -> int:
-    """Serve `app` until `stop` is set, then shut down gracefully; returns the exit code."""
+    """Serve `app` until `stop` is set, then shut down gracefully; returns the exit code.
+
+    `on_listening` runs once the socket is bound (the dev server's banner), so a busy port is reported
+    instead of it, never after it."""
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -85,6 +89,8 @@ async def serve_app(
         log.error("cannot listen on %s:%s: %s", host, port, exc)
         await runner.cleanup()
         return 1
+    if on_listening is not None:
+        on_listening()
     if tune_gc:
         _tune_gc()
     addresses = ", ".join(f"{a[0]}:{a[1]}" for a in runner.addresses)
@@ -96,7 +102,9 @@ async def serve_app(
     return 0
 
 
-async def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> int:
+async def _serve(
+    settings: Settings, host: str, port: int, reuse_port: bool, on_listening: Callable[[], None] | None = None
+) -> int:
     # Imported where the app is built: the supervising parent never loads the GraphQL layer (it would
     # only cost start-up time and memory in a process that serves nothing). By import path: the app
     # factory sits above this module (mlc_graph.app composes it), so this module cannot import it.
@@ -107,14 +115,21 @@ async def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    return await serve_app(create_app(settings), settings, host, port, stop, reuse_port)
+    app = create_app(settings)
+    return await serve_app(app, settings, host, port, stop, reuse_port, on_listening=on_listening)
 
 
-def run_worker(settings: Settings, host: str, port: int, reuse_port: bool = False) -> int:
+def run_worker(
+    settings: Settings,
+    host: str,
+    port: int,
+    reuse_port: bool = False,
+    on_listening: Callable[[], None] | None = None,
+) -> int:
     """Serve in this process until SIGTERM or SIGINT."""
     _configure_logging()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(_serve(settings, host, port, reuse_port))
+        return runner.run(_serve(settings, host, port, reuse_port, on_listening))
 
 
 def _worker_entry(settings: Settings, host: str, port: int) -> None:
@@ -190,15 +205,20 @@ class _Supervisor:
 
 
 def serve(
-    settings: Settings, host: str | None = None, port: int | None = None, workers: int | None = None
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    on_listening: Callable[[], None] | None = None,
 ) -> int:
-    """Serve until told to stop; returns the process exit code."""
+    """Serve until told to stop; returns the process exit code. `on_listening` (one process only) runs
+    once the port is bound."""
     _configure_logging()
     host = host or settings.host
     port = settings.port if port is None else port
     count = workers if workers is not None and workers > 0 else default_workers(settings)
     if count <= 1:
-        return run_worker(settings, host, port)
+        return run_worker(settings, host, port, on_listening=on_listening)
     # Workers share their metric values through a directory, so any worker's /metrics reports them all.
     with multiprocess_directory():
         return _Supervisor(settings, host, port, count).run()

@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("using the PostgreSQL server in DATABASE_URL")
     try:
         try:
-            info = asyncio.run(prepare(settings))
+            info = asyncio.run(prepare(settings, progress=sys.stderr.isatty()))
         except (OSError, asyncpg.PostgresError, DemoDataError) as exc:
             # The usual first-run problems (server down, database missing, foreign data): say so plainly.
             print(f"cannot prepare the database: {exc}", file=sys.stderr)
@@ -177,13 +177,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"seeded the demo data ({DEMO.organizations} organization, {DEMO.teachers} teachers, "
                 f"{DEMO.students} students, {DEMO.games} games, {DEMO.scores:,} scores)"
             )
-        print(info.banner(), flush=True)
         if args.prepare_only:
+            print(info.banner(), flush=True)
             return 0
         # Imported here: the server pulls in the whole GraphQL layer, which --prepare-only does not need.
         from mlc_graph.http.server import serve
 
-        code: int = serve(settings, host=settings.host, port=settings.port, workers=1)
+        # The banner (tokens, links) once the port is bound: a busy port prints its error instead.
+        code: int = serve(
+            settings,
+            host=settings.host,
+            port=settings.port,
+            workers=1,
+            on_listening=lambda: print(info.banner(), flush=True),
+        )
         return code
     finally:
         if embedded is not None:

@@ -25,7 +25,11 @@ async def _import(settings: Settings, teacher_id: int, students: list[StudentInp
     pool = await create_pool(settings.database_url, PoolSettings(min_size=1, max_size=1))
     try:
         db = Executor(pool, QueryStats())
-        with tqdm(total=len(students), unit="student", desc="importing", file=sys.stderr) as bar:
+        # A bar only on a terminal: in a log or a pipe its redraws become a heap of mangled lines.
+        bar_off = not sys.stderr.isatty()
+        with tqdm(
+            total=len(students), unit="student", desc="importing", file=sys.stderr, disable=bar_off
+        ) as bar:
 
             def advance(rows: int) -> None:
                 bar.update(rows)

@@ -662,7 +662,8 @@ async def _run(settings: Settings, scale: Scale, reset: bool) -> SeedReport:
     conn = await asyncpg.connect(settings.database_url)
     try:
         await migrate(conn)
-        return await seed(conn, scale, reset=reset, progress=True)
+        # Bars only on a terminal: in a log or a pipe their redraws become mangled lines.
+        return await seed(conn, scale, reset=reset, progress=sys.stderr.isatty())
     finally:
         await conn.close()
 

@@ -1,0 +1,130 @@
+"""Issue 12 item 23: the command line's first-run problems are one line that says what to do, not a
+traceback; progress bars only on a terminal; a busy port is reported before (instead of) the banner."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.support import factories
+from tests.support.database import ADMIN_URL, url_for
+from tests.support.http import ROOT, free_port
+
+
+def _run(args: list[str], env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def nowhere() -> str:
+    """A database URL on a port where nothing listens."""
+    return f"postgresql://postgres:s3cret@127.0.0.1:{free_port()}/mlc"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["migrate"],
+        ["maintain"],
+        ["import-students", "ROSTER", "--teacher", "1"],
+        ["persist", "DOCUMENT"],
+    ],
+)
+def test_a_database_that_is_down_is_one_line_with_what_to_do(
+    command: list[str], nowhere: str, tmp_path: Path
+) -> None:
+    roster = tmp_path / "roster.csv"
+    roster.write_text("first_name,last_name,username\nAda,Lovelace,ada\n")
+    document = tmp_path / "ops.graphql"
+    document.write_text("query Me { viewer { role } }\n")
+    args = [str(roster) if a == "ROSTER" else str(document) if a == "DOCUMENT" else a for a in command]
+    done = _run(["-m", "mlc_graph.cli", *args], {"DATABASE_URL": nowhere})
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    port = nowhere.rsplit(":", 1)[1].split("/")[0]
+    assert lines[0].startswith(f"cannot reach the database at 127.0.0.1:{port}/mlc (")
+    assert "start PostgreSQL, or set DATABASE_URL" in lines[0]
+    assert ".mlc/database-url" in lines[0]
+    assert "s3cret" not in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_tier_override_is_one_line() -> None:
+    done = _run(["-m", "mlc_graph.cli", "tiers"], {"MLC_TIER_OVERRIDES": '{"PRELUDE": {"students": -3}}'})
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "configuration error: MLC_TIER_OVERRIDES: PRELUDE.students must be a non-negative integer"
+    ]
+    not_json = _run(["-m", "mlc_graph.cli", "migrate"], {"MLC_TIER_OVERRIDES": "{"})
+    assert not_json.returncode == 2
+    assert len(not_json.stderr.splitlines()) == 1
+    assert not_json.stderr.startswith("configuration error: MLC_TIER_OVERRIDES is not JSON")
+
+
+def test_persist_names_a_file_it_cannot_read(tmp_path: Path) -> None:
+    done = _run(["-m", "mlc_graph.cli", "persist", str(tmp_path / "missing.graphql")], {})
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"cannot read {tmp_path / 'missing.graphql'}: ")
+    assert len(done.stderr.splitlines()) == 1
+
+
+async def test_no_progress_bar_when_output_is_not_a_terminal(
+    clean_db: asyncpg.Pool, database_url: str, tmp_path: Path
+) -> None:
+    org = await factories.make_org(clean_db, tier="ENSEMBLE")
+    teacher = await factories.make_teacher(clean_db, org)
+    roster = tmp_path / "roster.csv"
+    roster.write_text("first_name,last_name,username\n" + "".join(f"Kid,{i},kid{i}\n" for i in range(30)))
+    done = await asyncio.to_thread(
+        _run,
+        ["-m", "mlc_graph.cli", "import-students", str(roster), "--teacher", str(teacher)],
+        {"DATABASE_URL": database_url},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "created 30, skipped 0 existing username(s)"
+    assert done.stderr == ""
+
+
+@pytest.fixture
+async def own_database() -> AsyncIterator[str]:
+    """A database of its own: the dev server seeds the demo data into whatever it is given."""
+    name = f"mlc_test_busy_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield url_for(name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def test_a_busy_port_is_reported_instead_of_the_banner(own_database: str) -> None:
+    """`make run` on a taken port: the bind error, and no tokens printed for a server that never ran."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = await asyncio.to_thread(
+            _run,
+            ["-m", "mlc_graph.tools.devserver"],
+            {"DATABASE_URL": own_database, "PORT": str(port), "MLC_REQUEST_LOG": "0"},
+            180,
+        )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert f"cannot listen on 127.0.0.1:{port}" in output
+    assert "teacher token" not in output
+    assert "GraphiQL:" not in output
