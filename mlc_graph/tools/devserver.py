@@ -159,8 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except EmbeddedUnavailableError as exc:
             print(str(exc), file=sys.stderr)
             return 1
+        url_file = embedded.publish_url()
         print(
-            f"embedded PostgreSQL running, data in {embedded.data_dir} (DATABASE_URL selects another server)"
+            f"embedded PostgreSQL running, data in {embedded.data_dir} (DATABASE_URL selects another server)\n"
+            f"  for the command line, while this runs: export DATABASE_URL=\"$(cat {url_file})\""
         )
         settings = replace(settings, database_url=embedded.url)
     else:

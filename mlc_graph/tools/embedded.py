@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_DATA_DIR = Path(".mlc") / "pgdata"
+# While `make run` serves the embedded database its URL is here, so the command line can use it:
+#   export DATABASE_URL="$(cat .mlc/database-url)"
+URL_FILE_NAME = "database-url"
 
 
 class EmbeddedUnavailableError(RuntimeError):
@@ -29,7 +32,17 @@ class EmbeddedPostgres:
     url: str
     _server: Any
 
+    @property
+    def url_file(self) -> Path:
+        return self.data_dir.parent / URL_FILE_NAME
+
+    def publish_url(self) -> Path:
+        """Write the URL beside the data directory for other commands (removed again by `stop`)."""
+        self.url_file.write_text(self.url + "\n", encoding="utf-8")
+        return self.url_file
+
     def stop(self) -> None:
+        self.url_file.unlink(missing_ok=True)
         self._server.cleanup()
 
 

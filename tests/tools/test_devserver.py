@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import tomllib
 from collections.abc import AsyncIterator
@@ -121,6 +124,29 @@ async def test_embedded_postgres_starts_answers_and_stops() -> None:
         finally:
             await asyncio.to_thread(server.stop)
         assert not (parent / "pgdata").exists()
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+async def test_the_command_line_reaches_the_embedded_database_through_its_url_file() -> None:
+    """Issue 12 item 22: while `make run` serves the embedded database, `.mlc/database-url` names it."""
+    parent = Path(tempfile.mkdtemp(prefix="mlc-embedded-"))
+    try:
+        server = await asyncio.to_thread(start_embedded, parent / "pgdata", delete_on_stop=True)
+        try:
+            url_file = server.publish_url()
+            assert url_file == parent / "database-url"
+            env = {**os.environ, "DATABASE_URL": url_file.read_text().strip()}
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "mlc_graph.cli", "migrate"],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.startswith("applied: 0001_core")
+        finally:
+            await asyncio.to_thread(server.stop)
+        assert not url_file.exists()
     finally:
         shutil.rmtree(parent, ignore_errors=True)
 
