@@ -161,9 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         url_file = embedded.publish_url()
         print(
-            f"embedded PostgreSQL running, data in {embedded.data_dir} (DATABASE_URL selects another server)\n"
-            f"  for the command line, while this runs: export DATABASE_URL=\"$(cat {url_file})\""
+            f"embedded PostgreSQL running, data in {embedded.data_dir} (DATABASE_URL selects another server)"
         )
+        print(f'  for the command line, while this runs: export DATABASE_URL="$(cat {url_file})"')
         settings = replace(settings, database_url=embedded.url)
     else:
         print("using the PostgreSQL server in DATABASE_URL")
