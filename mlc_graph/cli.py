@@ -24,6 +24,7 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
     asyncpg.InvalidCatalogNameError,
     asyncpg.InvalidAuthorizationSpecificationError,
     DatabaseUnavailableError,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -55,3 +56,19 @@ async def test_a_server_process_sends_no_server_header(database_url: str) -> Non
             assert "Server" not in response.headers
     finally:
         stop_server(process)
+
+
+async def test_a_request_aiohttp_cannot_parse_names_no_versions(database_url: str) -> None:
+    """Answers made before routing (a garbled request line) skip the app's hooks: no versions there either."""
+    async with app_client(http_settings(database_url)) as client:
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        try:
+            writer.write(b"GARBAGE\r\n\r\n")
+            await writer.drain()
+            head = (await asyncio.wait_for(reader.read(4096), 10)).split(b"\r\n\r\n", 1)[0].decode()
+        finally:
+            writer.close()
+    lines = head.split("\r\n")
+    assert lines[0].endswith("400 Bad Request")
+    servers = [line for line in lines if line.lower().startswith("server:")]
+    assert servers == ["Server: mlc-graph"]
