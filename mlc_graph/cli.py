@@ -14,7 +14,7 @@ from mlc_graph.domain.tiers import TierTable
 from mlc_graph.platform.auth import Role, issue_token
 from mlc_graph.platform.change_partitions import drop_expired_change_partitions, ensure_change_partitions
 from mlc_graph.platform.config import ConfigError, Settings
-from mlc_graph.platform.db import DatabaseUnavailableError
+from mlc_graph.platform.errors import DatabaseUnavailableError
 from mlc_graph.platform.migrate import ensure_score_partitions, migrate
 
 # What "the database is not there" looks like to a command: a refused or unreachable socket, a timeout, a
