@@ -20,19 +20,22 @@ SELECT_TOP_GLOBAL = _TOP.format(scope="")
 SELECT_TOP_ORGANIZATION = _TOP.format(scope="AND b.org_id = $3")
 SELECT_TOP_CLASS = _TOP.format(scope="AND b.teacher_id = $3")
 
-_RANK = """
-SELECT b.student_id, b.org_id, b.teacher_id, b.score, b.achieved_at, s.first_name, s.last_name,
-       1 + (SELECT count(*) FROM best_scores o
+# The rank of the best_scores row `b` on its board: one plus the entries ahead of it in that order
+# ({scope} narrows the board; empty for GLOBAL). Also composed by loaders/score_writes.py.
+RANK_OF_TEMPLATE = """1 + (SELECT count(*) FROM best_scores o
             WHERE o.game_id = b.game_id {scope}
               AND (o.score > b.score
                    OR (o.score = b.score AND (o.achieved_at, o.student_id) < (b.achieved_at, b.student_id)))
-       ) AS rank
+       )"""
+_RANK = """
+SELECT b.student_id, b.org_id, b.teacher_id, b.score, b.achieved_at, s.first_name, s.last_name,
+       {rank} AS rank
 FROM best_scores b JOIN students s ON s.id = b.student_id
 WHERE b.game_id = $1 AND b.student_id = $2
 """
-SELECT_RANK_GLOBAL = _RANK.format(scope="")
-SELECT_RANK_ORGANIZATION = _RANK.format(scope="AND o.org_id = b.org_id")
-SELECT_RANK_CLASS = _RANK.format(scope="AND o.teacher_id = b.teacher_id")
+SELECT_RANK_GLOBAL = _RANK.format(rank=RANK_OF_TEMPLATE.format(scope=""))
+SELECT_RANK_ORGANIZATION = _RANK.format(rank=RANK_OF_TEMPLATE.format(scope="AND o.org_id = b.org_id"))
+SELECT_RANK_CLASS = _RANK.format(rank=RANK_OF_TEMPLATE.format(scope="AND o.teacher_id = b.teacher_id"))
 
 SCOPES = ("GLOBAL", "ORGANIZATION", "CLASS")
 _TOP_BY_SCOPE = {

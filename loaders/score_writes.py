@@ -11,11 +11,20 @@ Call these on an executor inside `Executor.transaction()`. The order matters:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
+from typing import cast
 
-from loaders.leaderboards import SELECT_RANK_GLOBAL
+import asyncpg
+
+from loaders.leaderboards import RANK_OF_TEMPLATE, SELECT_RANK_GLOBAL
 from loaders.scores import BestScoreRow, ScoreRow
 from mlc_graph.platform.db import Executor
+from mlc_graph.platform.migrate import ensure_score_partitions
+
+log = logging.getLogger(__name__)
 
 # One row even when the student or the game does not exist, so the caller can say which is missing.
 SELECT_SUBMISSION_TARGET = """
@@ -185,3 +194,215 @@ async def insert_score(
             submission.student_id, submission.game_id, stored["best_score"], stored["best_achieved_at"]
         )
     return SubmissionResult(score, best, stored["rank"], replayed=False, completed_assignments=completed)
+
+
+# -- submitScores: a batch of plays recorded offline, in a constant number of statements ----------------
+#
+# The same claim table and order as above, for up to 100 plays at once: claim every key (sorted, so two
+# overlapping batches lock their claims in one order), read back the keys that were already claimed
+# (retries), write the new plays in one statement, then rank and store the results in one more.
+
+# Months that have no scores partition yet (their rows would land in scores_default).
+SELECT_MISSING_SCORE_MONTHS = """
+SELECT m::date AS month FROM unnest($1::date[]) AS m
+WHERE to_regclass(format('scores_%s', to_char(m, 'YYYY_MM'))) IS NULL
+"""
+CLAIM_PLAYS = """
+INSERT INTO score_submissions (student_id, idempotency_key, game_id, score, stage)
+SELECT $1, p.key, p.game_id, p.score, p.stage
+FROM unnest($2::text[], $3::bigint[], $4::int[], $5::text[]) AS p(key, game_id, score, stage)
+ORDER BY p.key
+ON CONFLICT (student_id, idempotency_key) DO NOTHING
+RETURNING idempotency_key
+"""
+SELECT_CLAIMED_PLAYS = """
+SELECT idempotency_key, game_id, score, stage, score_id, org_id, score_created_at,
+       best_score, best_achieved_at, rank
+FROM score_submissions WHERE student_id = $1 AND idempotency_key = ANY($2::text[])
+"""
+# Each play keeps the time it was played: the score lands in that month's partition and counts on boards
+# and reports by it. Ids are drawn first (the CTE is materialized: nextval is volatile) so that every
+# inserted row maps back to its key. One best-score row per game for the whole batch: the batch's best
+# challenge play, kept only if it beats the stored best, or ties it earlier (achieved_at is when the best
+# was first reached, and an offline play may predate the stored one). An active assignment is completed
+# by the earliest play of its game made after it was assigned; lastActiveAt never moves back.
+INSERT_PLAYS = """
+WITH plays AS (
+    SELECT nextval(pg_get_serial_sequence('scores', 'id')) AS id, p.key, p.game_id, p.score, p.stage,
+           p.played_at
+    FROM unnest($3::text[], $4::bigint[], $5::int[], $6::text[], $7::timestamptz[])
+        AS p(key, game_id, score, stage, played_at)
+), new_scores AS (
+    INSERT INTO scores (id, org_id, student_id, game_id, score, stage, created_at)
+    SELECT id, $1, $2, game_id, score, stage, played_at FROM plays ORDER BY id
+    RETURNING id
+), batch_best AS (
+    SELECT DISTINCT ON (game_id) game_id, score, played_at FROM plays WHERE stage = 'challenge'
+    ORDER BY game_id, score DESC, played_at
+), best AS (
+    INSERT INTO best_scores (game_id, student_id, org_id, teacher_id, score, achieved_at)
+    SELECT game_id, $2, $1, $8, score, played_at FROM batch_best ORDER BY game_id
+    ON CONFLICT (game_id, student_id) DO UPDATE
+        SET score = EXCLUDED.score, achieved_at = EXCLUDED.achieved_at,
+            org_id = EXCLUDED.org_id, teacher_id = EXCLUDED.teacher_id
+        WHERE best_scores.score < EXCLUDED.score
+           OR (best_scores.score = EXCLUDED.score AND EXCLUDED.achieved_at < best_scores.achieved_at)
+    RETURNING 1
+), completed AS (
+    UPDATE assignments a
+    SET status = 'completed',
+        completed_at = (SELECT min(p.played_at) FROM plays p
+                        WHERE p.game_id = a.game_id AND p.played_at >= a.created_at)
+    WHERE a.student_id = $2 AND a.status = 'active'
+      AND EXISTS (SELECT 1 FROM plays p WHERE p.game_id = a.game_id AND p.played_at >= a.created_at)
+    RETURNING 1
+), active AS (
+    UPDATE students SET last_active_at = greatest(last_active_at, (SELECT max(played_at) FROM plays))
+    WHERE id = $2
+)
+SELECT p.key, p.id FROM plays p
+"""
+RECORD_PLAY_RESULTS = f"""
+WITH results AS (
+    SELECT * FROM unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::bigint[])
+        AS r(key, score_id, created_at, game_id)
+), ranked AS (
+    SELECT b.game_id, b.score, b.achieved_at, {RANK_OF_TEMPLATE.format(scope="")} AS rank
+    FROM best_scores b WHERE b.student_id = $1 AND b.game_id IN (SELECT game_id FROM results)
+)
+UPDATE score_submissions AS sub
+SET score_id = r.score_id, org_id = $6, score_created_at = r.created_at,
+    best_score = ranked.score, best_achieved_at = ranked.achieved_at, rank = ranked.rank
+FROM results r LEFT JOIN ranked ON ranked.game_id = r.game_id
+WHERE sub.student_id = $1 AND sub.idempotency_key = r.key
+RETURNING r.game_id, ranked.score AS best_score, ranked.achieved_at AS best_achieved_at, ranked.rank
+"""  # noqa: S608
+
+
+@dataclass(frozen=True, slots=True)
+class Play:
+    """One play recorded offline, with the time it was played."""
+
+    key: str
+    game_id: int
+    score: int
+    stage: str
+    played_at: datetime
+
+    def same_as(self, stored: SubmissionResult) -> bool:
+        return (self.game_id, self.score, self.stage) == (
+            stored.score.game_id,
+            stored.score.score,
+            stored.score.stage,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where the batch leaves the student in one game: best challenge score and GLOBAL rank."""
+
+    game_id: int
+    best: BestScoreRow | None
+    rank: int | None
+
+
+async def fetch_missing_score_months(db: Executor, months: Sequence[date]) -> list[date]:
+    return [r["month"] for r in await db.fetch(SELECT_MISSING_SCORE_MONTHS, list(months))]
+
+
+async def claim_plays(db: Executor, student_id: int, plays: Sequence[Play]) -> set[str]:
+    """The keys this call claimed (and must write); the others were claimed before (retries)."""
+    rows = await db.fetch(
+        CLAIM_PLAYS,
+        student_id,
+        [p.key for p in plays],
+        [p.game_id for p in plays],
+        [p.score for p in plays],
+        [p.stage for p in plays],
+    )
+    return {r["idempotency_key"] for r in rows}
+
+
+async def fetch_claimed_plays(
+    db: Executor, student_id: int, keys: Sequence[str]
+) -> dict[str, SubmissionResult | None]:
+    """What the first call of each key recorded (None for a claim without a result)."""
+    found: dict[str, SubmissionResult | None] = {}
+    for row in await db.fetch(SELECT_CLAIMED_PLAYS, student_id, list(keys)):
+        result = None
+        if row["score_id"] is not None:
+            score = ScoreRow(
+                row["score_id"],
+                row["org_id"],
+                student_id,
+                row["game_id"],
+                row["score"],
+                row["stage"],
+                row["score_created_at"],
+            )
+            best = None
+            if row["best_score"] is not None:
+                best = BestScoreRow(student_id, row["game_id"], row["best_score"], row["best_achieved_at"])
+            result = SubmissionResult(score, best, row["rank"], replayed=True, completed_assignments=0)
+        found[row["idempotency_key"]] = result
+    return found
+
+
+async def insert_plays(
+    db: Executor, student_id: int, org_id: int, teacher_id: int, plays: Sequence[Play]
+) -> tuple[dict[str, ScoreRow], dict[int, Standing]]:
+    """Write claimed plays (scores, best scores, assignments, activity), then rank and store the results.
+
+    Returns the score of each key and the student's standing in each game played.
+    """
+    rows = await db.fetch(
+        INSERT_PLAYS,
+        org_id,
+        student_id,
+        [p.key for p in plays],
+        [p.game_id for p in plays],
+        [p.score for p in plays],
+        [p.stage for p in plays],
+        [p.played_at for p in plays],
+        teacher_id,
+    )
+    ids = {r["key"]: r["id"] for r in rows}
+    scores = {
+        p.key: ScoreRow(ids[p.key], org_id, student_id, p.game_id, p.score, p.stage, p.played_at)
+        for p in plays
+    }
+    stored = await db.fetch(
+        RECORD_PLAY_RESULTS,
+        student_id,
+        list(scores),
+        [s.id for s in scores.values()],
+        [s.created_at for s in scores.values()],
+        [s.game_id for s in scores.values()],
+        org_id,
+    )
+    standings: dict[int, Standing] = {}
+    for r in stored:
+        best = None
+        if r["best_score"] is not None:
+            best = BestScoreRow(student_id, r["game_id"], r["best_score"], r["best_achieved_at"])
+        standings[r["game_id"]] = Standing(r["game_id"], best, r["rank"])
+    return scores, standings
+
+
+async def ensure_score_months(db: Executor, months: Sequence[date]) -> list[date]:
+    """Create any missing scores partition of these months (first days); returns the months still missing.
+
+    Runs outside the write transaction, on a connection of its own (DDL; the request's transaction must
+    not hold a lock on the partitioned table while it waits for plays). A month created concurrently by
+    another request counts as present.
+    """
+    missing = await fetch_missing_score_months(db, months)
+    if not missing:
+        return []
+    async with db.pool.acquire() as conn:
+        for month in missing:
+            try:
+                await ensure_score_partitions(cast(asyncpg.Connection, conn), today=month, back=0, ahead=0)
+            except asyncpg.PostgresError:
+                log.warning("could not create the scores partition of %s", month, exc_info=True)
+    return await fetch_missing_score_months(db, missing)

@@ -5,7 +5,8 @@ hold a score plus a microsecond timestamp plus an id, so the sorted-set score is
 (ascending ZRANGE = best first) and ties fall to the member, which Redis orders bytewise: the member is
 `<achieved_at in µs, 17 digits>:<student id, 19 digits>:<org>:<teacher>`, so equal scores rank by
 time, then id, exactly like the SQL. A hash `<board>:idx` maps student -> member, so a Lua script can do
-what ZADD GT does for a fixed member: keep a student's line only when the new best is strictly higher.
+what ZADD GT does for a fixed member: keep a student's line unless the new best is higher (or
+equal and reached earlier, as best_scores keeps it).
 
 Boards are caches of best_scores: `<board>:idx` holds `_built` once a board was loaded from PostgreSQL,
 and a read of an unbuilt board (new, expired, or lost in a Redis restart) rebuilds it first. Scores
@@ -42,8 +43,10 @@ for i = 3, #ARGV, 3 do
   local old = redis.call('HGET', KEYS[2], student)
   local keep = false
   if old then
-    local current = redis.call('ZSCORE', KEYS[1], old)
-    if current and tonumber(current) <= neg then
+    local current = tonumber(redis.call('ZSCORE', KEYS[1], old))
+    -- Equal scores: the line reached first stays (members sort by achieved_at first), so an offline
+    -- play replayed late that tied the best earlier takes the line, as it does in best_scores.
+    if current and (current < neg or (current == neg and old <= member)) then
       keep = true
     else
       redis.call('ZREM', KEYS[1], old)

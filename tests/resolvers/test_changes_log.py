@@ -152,6 +152,32 @@ async def test_import_records_one_student_upsert_per_new_student(clean_db: async
     assert await changes(clean_db, since) == []
 
 
+async def test_create_student_records_the_new_student_and_a_refusal_records_nothing(
+    clean_db: asyncpg.Pool,
+) -> None:
+    org = await make_org(clean_db)
+    teacher = await make_teacher(clean_db, org)
+    since = await mark(clean_db)
+    mutation = (
+        """mutation($input: CreateStudentInput!) { createStudent(input: $input) { clientMutationId } }"""
+    )
+    variables = {
+        "input": {
+            "teacherId": gid("Teacher", teacher),
+            "firstName": "Ana",
+            "lastName": "Perez",
+            "username": "ana.p",
+        }
+    }
+    ok((await run(clean_db, mutation, variables, principal("teacher", teacher, org)))[0])
+    created: int = await clean_db.fetchval("SELECT id FROM students WHERE username = 'ana.p'")
+    assert await changes(clean_db, since) == [("Student", created, False, org, teacher, created)]
+    since = await mark(clean_db)
+    again, _ = await run(clean_db, mutation, variables, principal("teacher", teacher, org))
+    assert again.errors is not None  # the username is taken: nothing written, nothing recorded
+    assert await changes(clean_db, since) == []
+
+
 async def test_catalogue_changes_are_shared_and_only_live_games_count(clean_db: asyncpg.Pool) -> None:
     _, _, (draft,) = await make_catalogue(clean_db, games=1, status="draft")
     since = await mark(clean_db)

@@ -10,6 +10,7 @@ from graphql import (
     DocumentNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLInputObjectType,
     GraphQLSchema,
     ListTypeNode,
     NonNullTypeNode,
@@ -26,7 +27,8 @@ from mlc_graph.guards.cost.report import actual_cost, breakdown, describe_path, 
 from mlc_graph.guards.cost.weights import build_weight_table
 from mlc_graph.platform.errors import CostValidationError, QueryTooComplexError
 
-# Only these variable types can change a price: Int (first/last) and Boolean (@skip/@include).
+# Only these variable types can change a price: Int (first/last) and Boolean (@skip/@include), and input
+# objects whose lists size a field (a variant holding one is priced every time: it cannot be hashed).
 _COST_VARIABLE_TYPES = frozenset({"Int", "Boolean"})
 _MAX_VARIANTS = 32  # variable combinations cached per document
 
@@ -149,6 +151,12 @@ class CostAnalyzer:
         self._cache_size = cache_size
         self._documents: dict[Hashable, _DocumentCosts] = {}
 
+    def _is_input_object(self, node: TypeNode) -> bool:
+        """An input object (or a list of them): a list inside it can price a field (`input.plays`)."""
+        while isinstance(node, NonNullTypeNode | ListTypeNode):
+            node = node.type
+        return isinstance(self.schema.get_type(node.name.value), GraphQLInputObjectType)  # type: ignore[attr-defined]
+
     def _prepare(self, document: DocumentNode, operation_name: str | None) -> _DocumentCosts:
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
@@ -165,7 +173,9 @@ class CostAnalyzer:
         defaults: dict[str, Any] = {}
         for definition in (operation.variable_definitions or ()) if operation else ():
             name = definition.variable.name.value
-            if _base_type_name(definition.type) in _COST_VARIABLE_TYPES:
+            if _base_type_name(definition.type) in _COST_VARIABLE_TYPES or self._is_input_object(
+                definition.type
+            ):
                 relevant.append(name)
             if definition.default_value is not None:
                 defaults[name] = value_from_ast_untyped(definition.default_value)

@@ -24,7 +24,9 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
+    ListValueNode,
     NamedTypeNode,
+    ObjectValueNode,
     SelectionSetNode,
     ValueNode,
     VariableNode,
@@ -124,8 +126,27 @@ class Planner:
                         return False
         return True
 
+    def _length(self, node: FieldNode, path: str) -> int | None:
+        """The length of the list at `path` (`input.plays`) in the field's arguments, when known."""
+        head, *rest = path.split(".")
+        value: Any = next((arg.value for arg in node.arguments or () if arg.name.value == head), None)
+        for part in rest:
+            if isinstance(value, VariableNode):
+                value = self._value(value)
+            if isinstance(value, ObjectValueNode):
+                value = next((f.value for f in value.fields if f.name.value == part), None)
+            elif isinstance(value, Mapping):
+                value = value.get(part)
+            else:
+                return None
+        if isinstance(value, VariableNode):
+            value = self._value(value)
+        if isinstance(value, ListValueNode):
+            return len(value.values)
+        return len(value) if isinstance(value, list) else None
+
     def _size(self, node: FieldNode, slicing: Sequence[str], default: int) -> int:
-        sizes = []
+        sizes = [n for n in (self._length(node, path) for path in slicing if "." in path) if n is not None]
         for arg in node.arguments or ():
             if arg.name.value in slicing:
                 value = self._value(arg.value)
@@ -233,6 +254,12 @@ class Planner:
         by_parent = spec.is_list and name in sized_fields
         own = sized if by_parent else self._size(nodes[0], spec.slicing_arguments, spec.default_size)
         size = own if spec.is_list else 1
+        # A single field sliced by a list in its input (a batch mutation): its weight counts per item.
+        weight = (
+            spec.weight * own
+            if not spec.is_list and any("." in a for a in spec.slicing_arguments)
+            else spec.weight
+        )
         child_type = _named(definition.type)
         sets = tuple(node.selection_set for node in nodes if node.selection_set is not None)
         selection = self._selection(
@@ -245,10 +272,10 @@ class Planner:
         return PlanField(
             key,
             coordinate,
-            spec.weight,
+            weight,
             size,
             by_parent,
             selection,
-            size * (spec.weight + selection.cost),
+            size * (weight + selection.cost),
             tuple(name for name in spec.slicing_arguments if definition.args.get(name) is not None),
         )
