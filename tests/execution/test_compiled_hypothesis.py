@@ -72,6 +72,11 @@ ID_KINDS = {
 }
 
 
+# Root fields whose answer differs between two runs by design: a sync token carries the moment and the
+# change log's horizon when it was issued (tests/resolvers/test_changes.py covers it on both executors).
+NOT_REPEATABLE = frozenset({"changes"})
+
+
 class Variables:
     """Variables a generated document declares, with their values."""
 
@@ -215,7 +220,8 @@ def queries(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     query_type = GRAPHQL_SCHEMA.query_type
     assert query_type is not None
     variables = Variables()
-    roots = draw(st.lists(st.sampled_from(sorted(query_type.fields)), min_size=1, max_size=2, unique=True))
+    fields = sorted(name for name in query_type.fields if name not in NOT_REPEATABLE)
+    roots = draw(st.lists(st.sampled_from(fields), min_size=1, max_size=2, unique=True))
     body = " ".join(
         f"r{i}: " + draw(field_text(query_type, name, 1, variables)) for i, name in enumerate(roots)
     )

@@ -12,7 +12,6 @@ import asyncpg
 from graphql import ExecutionResult, execute, parse
 
 from loaders.leaderboards import BoardKey
-from mlc_graph.execution.context import make_context
 from mlc_graph.guards.cost import CostAnalyzer
 from mlc_graph.platform.auth import Principal
 from mlc_graph.platform.config import Settings
@@ -20,6 +19,7 @@ from mlc_graph.platform.db import Executor, QueryStats
 from mlc_graph.platform.events import EventBus, ScoreCommitted
 from mlc_graph.platform.redis import RedisState
 from mlc_graph.realtime.live_boards import LiveLeaderboards
+from resolvers.context import make_context
 from resolvers.schema import schema
 from tests.resolvers.test_changes import keys, settle, sync, sync_all
 from tests.support import redis_server as redis_support
