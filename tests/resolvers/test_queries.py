@@ -319,3 +319,21 @@ async def test_every_node_type_refetches_by_id(clean_db: asyncpg.Pool) -> None:
     for type_name, pk in ids.items():
         assert result.data[type_name.lower()] == {"__typename": type_name, "id": gid(type_name, pk)}
     assert stats.statements == len(ids)  # one batched statement per type
+
+
+async def test_games_of_each_category_bring_their_category_and_level(clean_db: asyncpg.Pool) -> None:
+    """Category.games pages are joined to each game's category and level, which prime those loaders:
+    categories, then one statement for every category's page, and nothing per game."""
+    org = await make_org(clean_db)
+    teacher = await make_teacher(clean_db, org)
+    await make_catalogue(clean_db, games=4)
+    await make_catalogue(clean_db, games=2)
+    query = """{ categories { name games(first: 3) { edges { node { title category { name } level { name } } } } } }"""
+    result, stats = await run(clean_db, query, {}, principal("teacher", teacher, org))
+    assert result.errors is None and result.data is not None
+    for category in result.data["categories"]:
+        nodes = [e["node"] for e in category["games"]["edges"]]
+        assert nodes and all(n["category"]["name"] == category["name"] for n in nodes)
+        assert all(n["level"]["name"].startswith("Level ") for n in nodes)
+    assert [len(c["games"]["edges"]) for c in result.data["categories"]] == [3, 2]
+    assert stats.statements == 2, stats.texts
