@@ -61,8 +61,10 @@ async def test_dashboard_statement_count_does_not_grow_with_the_class(
     assert len(edges) == size
     assert all(len(e["node"]["assignments"]["edges"]) == 10 for e in edges)
     assert result.data["teacher"]["students"]["totalCount"] == size
-    # teacher, students page, student count, assignments, games with their categories: one statement each.
-    assert stats.statements == 5, stats.texts
+    # teacher, students page, assignments, games with their categories: one statement each; the class
+    # fits its page of 50, so the page's size is totalCount (no count statement).
+    assert stats.statements == 4, stats.texts
+    assert not any("count(*)" in text for text in stats.texts)
     assert not any("FROM categories WHERE" in text for text in stats.texts)
 
 
@@ -337,3 +339,28 @@ async def test_games_of_each_category_bring_their_category_and_level(clean_db: a
         assert all(n["level"]["name"].startswith("Level ") for n in nodes)
     assert [len(c["games"]["edges"]) for c in result.data["categories"]] == [3, 2]
     assert stats.statements == 2, stats.texts
+
+
+async def test_class_total_is_counted_when_it_does_not_fit_the_page(clean_db: asyncpg.Pool) -> None:
+    """totalCount from the page's size only when the first page holds the whole class; past one page, or
+    after a cursor, the class is counted."""
+    org, teacher, _ = await _class(clean_db, 5)
+    viewer = principal("teacher", teacher, org)
+    query = """query($id: ID!, $first: Int!, $after: String) { teacher(id: $id) {
+        students(first: $first, after: $after) { totalCount edges { node { id } } pageInfo { endCursor } } } }"""
+    counts: dict[tuple[int, bool], int] = {}
+    for first in (3, 5, 6):
+        result, stats = await run(clean_db, query, {"id": gid("Teacher", teacher), "first": first}, viewer)
+        assert result.errors is None and result.data is not None
+        students = result.data["teacher"]["students"]
+        assert students["totalCount"] == 5
+        counts[(first, False)] = sum("count(*)" in text for text in stats.texts)
+        after = students["pageInfo"]["endCursor"]
+        result, stats = await run(
+            clean_db, query, {"id": gid("Teacher", teacher), "first": first, "after": after}, viewer
+        )
+        assert result.errors is None and result.data is not None
+        assert result.data["teacher"]["students"]["totalCount"] == 5
+        counts[(first, True)] = sum("count(*)" in text for text in stats.texts)
+    # Counted: a first page of 3 (more follow) and every page after a cursor; not: a first page of 5 or 6.
+    assert counts == {(3, False): 1, (3, True): 1, (5, False): 0, (5, True): 1, (6, False): 0, (6, True): 1}

@@ -108,7 +108,7 @@ def token(role: Role, user_id: int, org_id: int) -> str:
     return issue_token(SECRET, role, user_id, org_id)
 
 
-async def test_dashboard_answers_the_teachers_class_in_five_statements(
+async def test_dashboard_answers_the_teachers_class_in_four_statements(
     floor: TestServer, world: World
 ) -> None:
     status, answer, statements = await ask(
@@ -118,7 +118,7 @@ async def test_dashboard_answers_the_teachers_class_in_five_statements(
         token(Role.TEACHER, world.teacher_a, world.org_a),
     )
     assert status == 200
-    assert statements == "5"  # teacher, count, students, assignments, games with their categories
+    assert statements == "4"  # teacher, students (the class fits: no count), assignments, games
     teacher = answer["data"]["teacher"]
     assert teacher["id"] == encode_global_id("Teacher", world.teacher_a)
     assert teacher["students"]["totalCount"] == 3

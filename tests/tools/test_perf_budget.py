@@ -45,7 +45,7 @@ def test_committed_budget_covers_every_workload_with_its_margin() -> None:
     budget = load_budget(BUDGET_FILE)
     assert set(budget["workloads"]) == set(BY_KEY)
     assert 0 < budget["margin"] <= 0.05
-    assert budget["workloads"]["W1"]["statements_per_request"] == 5.0
+    assert budget["workloads"]["W1"]["statements_per_request"] == 4.0
 
 
 def _counter_seeing_this_file() -> CallCounter:
@@ -75,7 +75,7 @@ async def test_counts_repeat_and_catch_an_extra_statement_and_a_per_field_hook(
         assert abs(first[key].calls - second[key].calls) <= 0.001 * first[key].calls
     budget = budget_document(first, margin=0.01)
     assert check(budget, second)[0] == []
-    assert first["W1"].statements_per_request == 5 and first["W4"].statements_per_request == 1
+    assert first["W1"].statements_per_request == 4 and first["W4"].statements_per_request == 1
 
     original_fetch = Executor.fetch
 
