@@ -47,7 +47,5 @@ def test_every_internal_resolves() -> None:
 
 async def test_asyncio_futures_are_told_apart() -> None:
     future = asyncio.get_running_loop().create_future()
-    assert compat.is_asyncio_future(future)
-    compat.set_future_blocking(future, True)
-    assert future._asyncio_future_blocking is True
-    assert not compat.is_asyncio_future(object())
+    assert getattr(future, compat.FUTURE_BLOCKING) is False
+    assert getattr(object(), compat.FUTURE_BLOCKING, None) is None

@@ -25,11 +25,10 @@ from typing import Any
 from graphql.pyutils import is_awaitable
 
 from mlc_graph.execution.compiled.compat import (
+    FUTURE_BLOCKING,
     VariableValues,
     get_argument_values,
-    is_asyncio_future,
     resolve_info,
-    set_future_blocking,
 )
 from mlc_graph.execution.compiled.plan import (
     ABSTRACT,
@@ -66,7 +65,7 @@ Entry = tuple[Coroutine[Any, Any, Any] | None, Completer, Any, Any]
 def _resume(coro: Coroutine[Any, Any, Any], fut: Any) -> Generator[Any, None, Any]:
     """Wait for the future a parked coroutine awaits, then let the awaiting Task drive the coroutine."""
     if not fut.done():
-        set_future_blocking(fut, True)
+        setattr(fut, FUTURE_BLOCKING, True)
         yield fut
     return (yield from coro)  # types.coroutine allows delegating to a coroutine
 
@@ -210,11 +209,11 @@ class Runner:
             # A bare yield (asyncio.sleep(0)): resume on the next pass of the loop, as a Task would.
             yielded = self._loop.create_future()
             yielded.set_result(None)
-        elif not is_asyncio_future(yielded):
+        elif getattr(yielded, FUTURE_BLOCKING, None) is None:
             coro.close()
             raise Bail  # not an asyncio future: leave such resolvers to graphql-core
         else:
-            set_future_blocking(yielded, False)
+            setattr(yielded, FUTURE_BLOCKING, False)
         waiters = self.waiting.get(yielded)
         if waiters is None:
             self.waiting[yielded] = [entry]
