@@ -99,8 +99,7 @@ async def test_counts_repeat_and_catch_an_extra_statement_and_a_per_field_hook(
         patch.setattr(resolvers.relay, "encode_global_id", hooked)
         hooked_run = await _measure()
     failures = check(budget, hooked_run)[0]
-    # W1 answers about 120 ids per request: over 1 %. W4 answers one, a growth the margin allows.
+    # W1 answers about 120 ids per request: over 1 %. W4 answers one id at most, which the margin allows.
     assert [f.split(":")[0] for f in failures] == ["W1"] and "calls/request" in failures[0]
-    # About one call more per W4 answer (give or take the per-second Date and log timestamp caches).
-    assert 0.5 <= hooked_run["W4"].calls_per_request - first["W4"].calls_per_request <= 1.5
+    assert -0.5 <= hooked_run["W4"].calls_per_request - first["W4"].calls_per_request <= 1.5
     assert hooked_run["W1"].statements == first["W1"].statements
