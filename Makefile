@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # user set it, because without it the dev server starts an embedded PostgreSQL.
 pytest bench bench-quick perf-budget: export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: install run test lint typecheck pytest schema bench bench-quick bench-setup perf-budget assets clean
+.PHONY: install run test lint typecheck pytest schema bench bench-quick bench-setup perf-budget assets clients clean
 
 $(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ install: $(STAMP)
 assets: $(RUN_STAMP)
 	$(BIN)/python -m mlc_graph.http.assets
 
+# The JavaScript clients the tests drive (tests/clients): exactly the lock file's versions, reinstalled
+# when the lock changes (npm ci writes node_modules/.package-lock.json).
+CLIENTS_STAMP := tests/clients/node_modules/.package-lock.json
+$(CLIENTS_STAMP): tests/clients/package-lock.json
+	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+	touch $(CLIENTS_STAMP)
+
+clients: $(CLIENTS_STAMP)
+
 run: $(RUN_STAMP) assets
 	$(BIN)/python -m mlc_graph.tools.devserver
 
@@ -40,7 +49,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) assets
+pytest: $(STAMP) assets clients
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -74,4 +83,4 @@ bench-quick: bench-setup
 	$(BIN)/python -m bench.run --quick
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache tests/clients/node_modules
