@@ -75,7 +75,7 @@ def create_app(
     )
     app[ORIGINS] = origins
     app[SETTINGS] = settings
-    app[TOKENS] = TokenVerifier(settings.jwt_secret)
+    app[TOKENS] = TokenVerifier.for_settings(settings.jwt_secret, settings.identity_provider)
     app[EVENTS] = EventBus()
     tiers = TierResolver(TierTable.from_overrides(settings.tier_overrides), settings.tier_cache_seconds)
     realtime = Realtime.create(settings)

@@ -209,13 +209,13 @@ async def _read_json(request: web.Request) -> Any:
         raise BadRequest(f"The request body is not valid JSON: {exc.msg}") from exc
 
 
-def authenticate(request: web.Request) -> Principal | None:
+async def authenticate(request: web.Request) -> Principal | None:
     """The caller of a Bearer token; None without an Authorization header; refuses bad tokens."""
     try:
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
             return None
-        return request.app[TOKENS].verify(token)
+        return await request.app[TOKENS].verify(token)
     except AuthError as exc:
         raise BadRequest(
             f"Authentication failed: {exc}",
@@ -263,7 +263,7 @@ async def graphql_handler(request: web.Request) -> web.StreamResponse:
             body: Any = params_from_query(request.rel_url.query)
         else:
             body = await _read_json(request)
-        principal = authenticate(request)
+        principal = await authenticate(request)
         if isinstance(body, list):
             return await _batch(request, body, principal, media)
         params = body if isinstance(body, GraphQLParams) else params_from_body(body)

@@ -24,8 +24,8 @@ from mlc_graph.domain.vitals import MAX_BODY_BYTES, InvalidMetric, metrics_from
 from mlc_graph.guards.address_limit import AddressLimiter
 from mlc_graph.http.client_address import Network, client_address, trusted_networks
 from mlc_graph.http.view import error_body, json_response
-from mlc_graph.keys import POOL, REALTIME, SETTINGS
-from mlc_graph.platform.auth import bearer_token, decode_token
+from mlc_graph.keys import POOL, REALTIME, SETTINGS, TOKENS
+from mlc_graph.platform.auth import bearer_token
 from mlc_graph.platform.db import Executor, QueryStats
 from mlc_graph.platform.errors import AuthError, DatabaseUnavailableError
 
@@ -47,14 +47,14 @@ def _page_from_referer(request: web.Request) -> str:
     return urlsplit(referer).path or "/" if referer else "/"
 
 
-def _org_id(request: web.Request) -> int | None:
+async def _org_id(request: web.Request) -> int | None:
     """The sender's organization when a valid token came along; beacons usually carry none, and a bad
     token must not lose a sample, so any problem just means "unknown"."""
     try:
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
             return None
-        return decode_token(request.app[SETTINGS].jwt_secret, token).org_id
+        return (await request.app[TOKENS].verify(token)).org_id
     except AuthError:
         return None
 
@@ -107,7 +107,7 @@ async def web_vitals_handler(request: web.Request) -> web.Response:
     except InvalidMetric as exc:
         return _refuse(400, "BAD_USER_INPUT", str(exc))
     try:
-        await insert_web_vitals(Executor(request.app[POOL], QueryStats()), metrics, _org_id(request))
+        await insert_web_vitals(Executor(request.app[POOL], QueryStats()), metrics, await _org_id(request))
     except DatabaseUnavailableError:
         log.warning("web vitals dropped: database unavailable")
         return _refuse(503, "SERVICE_UNAVAILABLE", "Try again later")

@@ -155,6 +155,45 @@ class PoolSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityProviderSettings:
+    """Where an identity provider publishes its keys, what its tokens must say, and which claims carry
+    who the caller is (dotted names reach into nested claims, e.g. `mlc.org`)."""
+
+    jwks_url: str
+    issuer: str
+    audience: str
+    refresh_seconds: float = 60.0
+    max_age_seconds: float = 3600.0
+    role_claim: str = "role"
+    org_claim: str = "org"
+    student_claim: str = "sub"
+    teacher_claim: str = "sub"
+
+
+def _identity_provider(env: Mapping[str, str]) -> IdentityProviderSettings | None:
+    url = (env.get("MLC_JWKS_URL") or "").strip()
+    if not url:
+        return None
+    issuer = (env.get("MLC_JWT_ISSUER") or "").strip()
+    audience = (env.get("MLC_JWT_AUDIENCE") or "").strip()
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"MLC_JWKS_URL must be an http(s) URL, got {url!r}")
+    if not issuer or not audience:
+        raise ConfigError("MLC_JWKS_URL needs MLC_JWT_ISSUER and MLC_JWT_AUDIENCE (both are checked)")
+    return IdentityProviderSettings(
+        jwks_url=url,
+        issuer=issuer,
+        audience=audience,
+        refresh_seconds=_float(env, "MLC_JWKS_REFRESH_SECONDS", 60.0),
+        max_age_seconds=_float(env, "MLC_JWKS_MAX_AGE_SECONDS", 3600.0),
+        role_claim=env.get("MLC_JWT_ROLE_CLAIM") or "role",
+        org_claim=env.get("MLC_JWT_ORG_CLAIM") or "org",
+        student_claim=env.get("MLC_JWT_STUDENT_CLAIM") or "sub",
+        teacher_claim=env.get("MLC_JWT_TEACHER_CLAIM") or "sub",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every knob of the server; see README 'Configuration'."""
 
@@ -165,6 +204,8 @@ class Settings:
     database_read_urls: tuple[str, ...] = ()
     redis_url: str | None = None
     jwt_secret: str = DEV_JWT_SECRET
+    # Single sign-on (docs/HTTP.md "Authentication"): RS256/ES256 tokens of a school's identity provider.
+    identity_provider: IdentityProviderSettings | None = None
     pool: PoolSettings = field(default_factory=PoolSettings)
     cost_budget: int = 5000
     max_depth: int = 15
@@ -261,6 +302,7 @@ class Settings:
             database_read_urls=read_urls,
             redis_url=_url("REDIS_URL", REDIS_SCHEMES, redis_url) if redis_url else None,
             jwt_secret=secret or DEV_JWT_SECRET,
+            identity_provider=_identity_provider(env),
             pool=pool,
             cost_budget=_int(env, "MLC_COST_BUDGET", 5000, low=1),
             max_depth=_int(env, "MLC_MAX_DEPTH", 15, low=1),

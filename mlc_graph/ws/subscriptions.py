@@ -26,7 +26,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import jwt
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.typedefs import Handler
@@ -35,8 +34,8 @@ from graphql import ExecutionResult, GraphQLError, OperationType, subscribe
 from mlc_graph.execution.masking import client_error
 from mlc_graph.execution.request import GraphQLParams, OperationRequest, Outcome, Transport
 from mlc_graph.guards.origins import handshake_allowed
-from mlc_graph.keys import EVENTS, PIPELINE, POOL, QUOTAS, SERVICES, SETTINGS, TIERS
-from mlc_graph.platform.auth import Principal, bearer_token, decode_token
+from mlc_graph.keys import EVENTS, PIPELINE, POOL, QUOTAS, SERVICES, SETTINGS, TIERS, TOKENS
+from mlc_graph.platform.auth import Principal, TokenVerifier, bearer_token
 from mlc_graph.platform.db import Executor, QueryStats
 from mlc_graph.platform.errors import AuthError, Refusal, refusal_body, request_error
 from resolvers.context import Context, make_context
@@ -55,7 +54,7 @@ class _Close(Exception):  # noqa: N818 - control flow: close the socket with thi
         self.reason = reason
 
 
-def _principal_from(payload: Any, secret: str) -> tuple[Principal, float]:
+async def _principal_from(payload: Any, tokens: TokenVerifier) -> tuple[Principal, float]:
     """The caller and when their token expires (epoch seconds): a socket must not outlive its token."""
     if not isinstance(payload, dict):
         raise AuthError("connection_init needs a payload with 'authorization' or 'token'")
@@ -63,10 +62,7 @@ def _principal_from(payload: Any, secret: str) -> tuple[Principal, float]:
     token = bearer_token(raw) if isinstance(raw, str) else payload.get("token")
     if not isinstance(token, str) or not token:
         raise AuthError("connection_init needs a payload with 'authorization' or 'token'")
-    principal = decode_token(secret, token)  # verifies signature, algorithm and expiry
-    # `exp` is required by decode_token, so it is there and numeric.
-    expires: float = jwt.decode(token, options={"verify_signature": False})["exp"]
-    return principal, float(expires)
+    return await tokens.verify_with_expiry(token)  # signature, algorithm, expiry (and issuer, audience)
 
 
 class Connection:
@@ -161,7 +157,7 @@ class Connection:
             raise _Close(4429, "Too many initialisation requests")
         self.init_received = True
         try:
-            principal, expires = _principal_from(payload, self.settings.jwt_secret)
+            principal, expires = await _principal_from(payload, self.app[TOKENS])
         except AuthError as exc:
             raise _Close(4403, f"Forbidden: {exc}") from exc
         tier = await self.tiers.tier_of(principal.org_id)

@@ -159,19 +159,19 @@ async def test_anonymous_introspection_only_in_development(client: Client, peopl
     _refused(*await _post(client, None, hidden))
 
 
-def test_token_verifier_remembers_verified_tokens_until_they_expire() -> None:
+async def test_token_verifier_remembers_verified_tokens_until_they_expire() -> None:
     verifier = TokenVerifier("s" * 32)
     issued = time.time()
     token = issue_token("s" * 32, Role.TEACHER, 7, 3, ttl_seconds=60, now=issued)
-    first = verifier.verify(token)
+    first = await verifier.verify(token)
     assert first == Principal(Role.TEACHER, 7, 3, first.session_id)
-    assert verifier.verify(token, now=issued + 30) is first  # remembered: no second decode
+    assert await verifier.verify(token, now=issued + 30) is first  # remembered: no second decode
     with pytest.raises(AuthError, match="token expired"):
-        verifier.verify(token, now=issued + 61)
+        await verifier.verify(token, now=issued + 61)
     with pytest.raises(AuthError, match="token expired"):
-        verifier.verify(issue_token("s" * 32, Role.TEACHER, 7, 3, ttl_seconds=60, now=issued - 120))
+        await verifier.verify(issue_token("s" * 32, Role.TEACHER, 7, 3, ttl_seconds=60, now=issued - 120))
     forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     with pytest.raises(AuthError, match="invalid token"):
-        verifier.verify(forged)
+        await verifier.verify(forged)
     with pytest.raises(AuthError, match="invalid token"):
-        TokenVerifier("t" * 32).verify(token)
+        await TokenVerifier("t" * 32).verify(token)
