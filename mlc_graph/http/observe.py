@@ -153,8 +153,11 @@ def _start_request_span(tracer: Any, request: web.Request, record: AccessRecord)
     from opentelemetry import context, trace
     from opentelemetry.trace import SpanKind
 
+    from mlc_graph.observability.tracing import incoming_context
+
     span = tracer.start_span(
         f"{request.method} {request.path}",
+        context=incoming_context(request.headers),  # joins the caller's trace (W3C traceparent)
         kind=SpanKind.SERVER,
         attributes={
             "http.request.method": request.method,
@@ -226,6 +229,11 @@ async def _replicas(app: web.Application) -> AsyncIterator[None]:
         replicas.append(Replica(name, pool))
     realtime = app.get(REALTIME)
     redis = realtime.redis if realtime is not None else None
+    tracer = app.get(TRACER)
+    if tracer is not None and redis is not None:
+        from mlc_graph.observability.tracing import redis_span_recorder
+
+        redis.on_call = redis_span_recorder(tracer)
     marks: WriteMarks = RedisMarks(redis) if redis is not None and redis.configured else LocalMarks()
     router = ReplicaRouter(
         primary,

@@ -74,6 +74,9 @@ class RedisState:
         self._down_until = 0.0
         self._down = False
         self._recover_hooks: list[Callable[[], Awaitable[None]]] = []
+        # Called with (operation, seconds, failed) after every call that reached Redis: tracing's Redis
+        # spans. None (the default, and with tracing off) costs one attribute check per call.
+        self.on_call: Callable[[str, float, bool], None] | None = None
         # No retries inside redis-py: a failing call falls back at once and the probe interval
         # decides when to try again.
         self.client: Redis | None = (
@@ -113,6 +116,19 @@ class RedisState:
         if not self.available:
             REDIS_FALLBACKS.labels(operation).inc()
             raise RedisUnavailable(operation)
+        on_call = self.on_call
+        if on_call is None:
+            return await self._call(client, operation, call)
+        started = time.perf_counter()
+        failed = True
+        try:
+            result = await self._call(client, operation, call)
+            failed = False
+            return result
+        finally:
+            on_call(operation, time.perf_counter() - started, failed)
+
+    async def _call(self, client: Redis, operation: str, call: Callable[[Redis], Awaitable[T]]) -> T:
         try:
             if self._down:
                 # A probe: confirm Redis answers and run the recovery hooks before the real call,

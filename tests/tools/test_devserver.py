@@ -176,6 +176,7 @@ def test_dockerfile_builds_assets_and_runs_unprivileged_with_a_healthcheck() -> 
     text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
     assert re.search(r"^FROM python:3\.11-slim AS build$", text, re.MULTILINE)
     assert "python -m mlc_graph.http.assets" in text
+    assert "pip install '.[otel]'" in text, "MLC_TRACING=1 needs the otel extra in the image"
     assert re.search(r"^USER (?!root)\w+", text, re.MULTILINE)
     assert re.search(r"^HEALTHCHECK .*/healthz", text, re.MULTILINE)
     assert re.search(r'^CMD \["mlc-graph", "serve"\]', text, re.MULTILINE)
