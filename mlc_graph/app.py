@@ -52,7 +52,7 @@ from mlc_graph.platform.db import create_pool
 from mlc_graph.platform.events import EventBus
 from mlc_graph.platform.migrate import ensure_score_partitions
 from mlc_graph.realtime.services import Realtime
-from mlc_graph.ws import subscriptions
+from mlc_graph.ws import legacy, subscriptions
 from resolvers.batch import BATCH_RESOLVERS
 from resolvers.schema import schema
 from resolvers.services import Services
@@ -99,6 +99,7 @@ def create_app(
     view.add_routes(app)
     web_vitals.add_routes(app)
     subscriptions.install(app)
+    legacy.install(app)
     return app
 
 

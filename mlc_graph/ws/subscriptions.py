@@ -13,7 +13,12 @@ pipeline as an HTTP request (mlc_graph.execution.stages: persisted documents, li
 tier's cost budget, the hourly quotas), and at most `max_subscriptions_per_connection` operations run
 per socket. A refusal is an `error` message whose payload is the refusal body's errors.
 
-`install(app)` adds the WebSocket route (a middleware on GET /graphql with Upgrade) and the shutdown hook.
+The older `graphql-ws` subprotocol (subscriptions-transport-ws) is served on the same path by
+mlc_graph.ws.legacy, a subclass of `Connection` with that protocol's message names: the subprotocol the
+client offers picks the class (this one when a client offers both), and admission is this module's.
+
+`install(app)` adds the WebSocket route (a middleware on GET /graphql with Upgrade) and the shutdown hook;
+`PROTOCOLS` maps each subprotocol to its connection class, in the server's order of preference.
 """
 
 from __future__ import annotations
@@ -67,6 +72,9 @@ async def _principal_from(payload: Any, tokens: TokenVerifier) -> tuple[Principa
 
 class Connection:
     """One socket: its principal, its running operations, and the protocol state machine."""
+
+    # The message a result travels in ("data" in the legacy protocol).
+    RESULT = "next"
 
     def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
         self.app = request.app
@@ -168,7 +176,14 @@ class Connection:
         self.principal = principal
         self._keepalive = asyncio.create_task(self._keep_session())
         self._expiry = asyncio.get_running_loop().call_later(max(0.0, expires - time.time()), self._expired)
+        await self._acknowledged()
+
+    async def _acknowledged(self) -> None:
         await self.send({"type": "connection_ack"})
+
+    async def _send_errors(self, op_id: str, errors: list[dict[str, Any]]) -> None:
+        """An operation refused or failed: its errors, and nothing more for that id."""
+        await self.send({"id": op_id, "type": "error", "payload": errors})
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
         if self.principal is None:
@@ -206,7 +221,7 @@ class Connection:
         try:
             await pipeline.admit(request)
         except Refusal as refused:
-            await self.send({"id": op_id, "type": "error", "payload": refusal_body(refused.errors)["errors"]})
+            await self._send_errors(op_id, refusal_body(refused.errors)["errors"])
             return
         run: Callable[[], Awaitable[None]]
         operation = request.operation
@@ -244,7 +259,7 @@ class Connection:
         except Exception:
             log.exception("subscription %s failed", op_id, extra={"request_id": self.connection_id})
             error = request_error("Internal server error", "INTERNAL_SERVER_ERROR")
-            await self.send({"id": op_id, "type": "error", "payload": refusal_body(error)["errors"]})
+            await self._send_errors(op_id, refusal_body(error)["errors"])
             self.operations.pop(op_id, None)
             return
         if self.operations.pop(op_id, None) is not None:
@@ -273,7 +288,7 @@ class Connection:
             # Raised by the source stream itself (e.g. NOT_FOUND before the first event): graphql-core
             # lets it escape the iterator, so it is reported like any field error, then completed.
             payload = {"data": None, "errors": [client_error(error, context.request_id)]}
-            await self.send({"id": op_id, "type": "next", "payload": payload})
+            await self.send({"id": op_id, "type": self.RESULT, "payload": payload})
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()  # type: ignore[attr-defined]
@@ -282,31 +297,42 @@ class Connection:
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
             payload["errors"] = [client_error(e, context.request_id) for e in result.errors]
-        await self.send({"id": op_id, "type": "next", "payload": payload})
+        await self.send({"id": op_id, "type": self.RESULT, "payload": payload})
 
     async def _answer(self, op_id: str, outcome: Outcome) -> None:
         """A query or mutation's one result: `next` with its data and errors (then `complete`)."""
         payload = {key: outcome.body[key] for key in ("data", "errors") if key in outcome.body}
-        await self.send({"id": op_id, "type": "next", "payload": payload})
+        await self.send({"id": op_id, "type": self.RESULT, "payload": payload})
 
     async def _error(self, op_id: str, message: str, code: str) -> None:
-        await self.send(
-            {"id": op_id, "type": "error", "payload": refusal_body(request_error(message, code))["errors"]}
-        )
+        await self._send_errors(op_id, refusal_body(request_error(message, code))["errors"])
+
+
+PROTOCOLS: web.AppKey[dict[str, type[Connection]]] = web.AppKey("graphql_ws_protocols")
+
+
+def chosen_protocol(request: web.Request) -> str | None:
+    """The first of the server's subprotocols the client offers (the server's preference, not the
+    client's order: a client offering both protocols understands the current one)."""
+    offered = {p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")}
+    return next((name for name in request.app[PROTOCOLS] if name in offered), None)
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     if not handshake_allowed(request):  # issue 12 item 10: a page elsewhere may not open a socket
         raise web.HTTPForbidden(reason="Origin not allowed")
-    ws = web.WebSocketResponse(protocols=(PROTOCOL,), max_msg_size=request.app[SETTINGS].max_body_bytes)
+    protocol = chosen_protocol(request)
+    ws = web.WebSocketResponse(
+        protocols=(protocol,) if protocol else (), max_msg_size=request.app[SETTINGS].max_body_bytes
+    )
     await ws.prepare(request)
-    if ws.ws_protocol != PROTOCOL:
+    if protocol is None or ws.ws_protocol != protocol:
         await ws.close(code=4406, message=b"Subprotocol not acceptable")
         return ws
     sockets = request.app[SOCKETS]
     sockets.add(ws)
     try:
-        await Connection(request, ws).run()
+        await request.app[PROTOCOLS][protocol](request, ws).run()
     finally:
         sockets.discard(ws)
     return ws
@@ -334,5 +360,7 @@ async def websocket_middleware(request: web.Request, handler: Handler) -> web.St
 def install(app: web.Application) -> None:
     """The WebSocket route on /graphql, and closing every socket on shutdown."""
     app.middlewares.append(websocket_middleware)
+    protocols: dict[str, type[Connection]] = {PROTOCOL: Connection}
+    app[PROTOCOLS] = protocols
     app[SOCKETS] = set()
     app.on_shutdown.append(_close_sockets)

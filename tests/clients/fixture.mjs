@@ -10,7 +10,7 @@ if (!raw) {
 
 export const fixture = JSON.parse(raw);
 
-/** The player and game set aside for one test file (keys: "apollo", "graphqlWs", "urql"). */
+/** The player and game set aside for one test file (keys: "apollo", "graphqlWs", "urql", "legacy"). */
 export function player(name) {
   const entry = fixture.players[name];
   if (!entry) throw new Error(`no player ${name} in CLIENT_FIXTURE`);

@@ -1,4 +1,5 @@
-"""The JavaScript clients MLC's apps use (Apollo Client, urql, graphql-ws), run by Node against one server.
+"""The JavaScript clients MLC's apps use (Apollo Client, urql, graphql-ws, and subscriptions-transport-ws for
+the legacy protocol), run by Node against one server.
 
 Each `*.test.mjs` beside this file is a `node --test` file asserting the data it gets back; this module
 seeds the rows, serves the app on a loopback port (with Redis, as in production) and runs each file.
@@ -50,7 +51,7 @@ async def client_fixture(pool: asyncpg.Pool, database_url: str) -> AsyncIterator
     await pool.execute(f"TRUNCATE {TENANT_TABLES} RESTART IDENTITY CASCADE")
     org = await factories.make_org(pool, "Clients", tier="ENSEMBLE")
     teacher = await factories.make_teacher(pool, org)
-    apollo, graphql_ws, rival, urql = await factories.make_students(pool, org, teacher, 4)
+    apollo, graphql_ws, rival, urql, legacy = await factories.make_students(pool, org, teacher, 5)
     category, level, games = await factories.make_catalogue(pool, games=5)
     titles = await pool.fetch("SELECT title FROM games ORDER BY created_at DESC")
     category_name = await pool.fetchval("SELECT name FROM categories WHERE id = $1", category)
@@ -82,6 +83,7 @@ async def client_fixture(pool: asyncpg.Pool, database_url: str) -> AsyncIterator
                 "apollo": player(apollo, games[0]),
                 "graphqlWs": graphql_ws_player,
                 "urql": player(urql, games[2]),
+                "legacy": player(legacy, games[3]),
             },
         }
     finally:
@@ -121,7 +123,7 @@ def _passed_count(report: str) -> int:
 
 @pytest.mark.parametrize(
     ("file", "tests"),
-    [("apollo.test.mjs", 2), ("graphql-ws.test.mjs", 2), ("urql.test.mjs", 2)],
+    [("apollo.test.mjs", 2), ("graphql-ws.test.mjs", 2), ("urql.test.mjs", 2), ("legacy-ws.test.mjs", 2)],
 )
 async def test_javascript_client(file: str, tests: int, client_fixture: dict[str, Any]) -> None:
     code, report = await run_node_tests(file, client_fixture)

@@ -205,7 +205,9 @@ async def test_protocol_close_codes(
     server: TestClient[Any, Any], school: School, monkeypatch: pytest.MonkeyPatch, connect: Connect
 ) -> None:
     good = token("teacher", school.teacher_a, school.org_a)
-    sock = await connect(protocols=("graphql-ws",))
+    sock = await connect(
+        protocols=("graphql-sse",)
+    )  # "graphql-ws" is served: tests/ws/test_legacy_protocol.py
     assert await sock.closed_with() == 4406
 
     sock = await connect()
