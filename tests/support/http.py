@@ -101,9 +101,13 @@ async def wait_ready(
     raise TimeoutError(f"server on port {port} not ready after {within}s ({len(pids)}/{workers} workers)")
 
 
-def stop_server(process: subprocess.Popen[bytes], timeout: float = 20.0) -> tuple[int, str]:
-    """SIGTERM, wait, and return (exit code, output); kills it if it does not stop in time."""
-    if process.poll() is None:
+def stop_server(
+    process: subprocess.Popen[bytes], timeout: float = 20.0, *, terminate: bool = True
+) -> tuple[int, str]:
+    """SIGTERM (unless the caller already sent it), wait, and return (exit code, output); kills it if it
+    does not stop in time. A second SIGTERM would race the server's own shutdown: once its event loop has
+    closed, the default handler is back and the signal kills a process that was exiting cleanly."""
+    if terminate and process.poll() is None:
         process.terminate()
     try:
         output, _ = process.communicate(timeout=timeout)
