@@ -1,10 +1,10 @@
 """Delta sync reads: one page of the change log for a viewer's scope, with each upsert's current node.
 
 Exactness (see 0005_sync_changes.sql): rows are read in (xid, seq) order and only below the horizon,
-the oldest transaction still running in this very statement's snapshot (`pg_current_snapshot()` is
-the active snapshot of the statement that calls it). Every transaction of this database with a smaller
-xid has ended, so the log below the horizon is final: a position that stays below it can be resumed
-without missing or repeating a row, whatever commits meanwhile and in whatever order.
+the xmin of this very statement's snapshot (`pg_current_snapshot()` is the active snapshot of the
+statement that calls it). Every transaction with a smaller xid has ended, so the log below the horizon
+is final: a position that stays below it can be resumed without missing or repeating a row, whatever
+commits meanwhile and in whatever order.
 
 One statement per page whatever it holds: the page, the horizon and the current row of every upserted
 entity (joined by kind) come back together; nested fields the client selects go through the loaders.
@@ -24,21 +24,12 @@ from loaders.students import StudentRow
 from mlc_graph.domain.sync_tokens import Position
 from mlc_graph.platform.db import Executor
 
-# The horizon: the oldest transaction still running in this statement's snapshot, or the snapshot's
-# xmax when none is. Transactions that pg_stat_activity shows running in another database of the
-# cluster are left out (they cannot write this log), so a long transaction elsewhere does not hold sync
-# back; one it does not show (ended since, prepared, on a replica's primary) is kept: a lower horizon only
-# delays delivery, it never skips a row.
-SELECT_HORIZON_XID = """
-SELECT coalesce(
-    (SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
-     WHERE x::xid NOT IN (
-         SELECT backend_xid FROM pg_stat_activity
-         WHERE backend_xid IS NOT NULL
-           AND datid IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = current_database()))),
-    pg_snapshot_xmax(pg_current_snapshot())
-) AS xmin
-"""
+# The horizon: the xmin of this statement's snapshot, the oldest transaction of the cluster still running
+# (or the next xid when none is). A transaction of another database on the same cluster holds it back
+# too: a snapshot cannot tell them apart, and pg_stat_activity, which can, is not read atomically with
+# the snapshot (a reused backend slot could pair one database's id with another's transaction), so
+# leaving such transactions out could skip a row. A lower horizon only delays delivery.
+SELECT_HORIZON_XID = "SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin"
 SELECT_HORIZON = f"SELECT xmin::text FROM ({SELECT_HORIZON_XID}) AS horizon"  # noqa: S608
 
 # $1 the scope's id, $2/$3 the position (xid as text, seq), $4 the row limit, $5 the organization.

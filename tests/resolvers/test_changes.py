@@ -41,11 +41,12 @@ query Sync($since: SyncToken, $first: Int) {
 """
 
 
-async def settle(pool: asyncpg.Pool, within: float = 30.0) -> None:
-    """Wait until every transaction of this database begun so far has ended.
+async def settle(pool: asyncpg.Pool, within: float = 300.0) -> None:
+    """Wait until every transaction begun so far has ended, anywhere on the cluster.
 
-    A change is delivered once no older transaction is still running (loaders/changes.py): writes that
-    returned have committed, but a test's own pool may still be finishing another statement.
+    A change is delivered once no older transaction is still running (loaders/changes.py). Writes that
+    returned have committed, but on a cluster shared with other test runs (a developer machine) their
+    transactions, seeds included, can hold the horizon back for a while.
     """
     now = int(await pool.fetchval("SELECT pg_current_xact_id()::text"))
     deadline = time.monotonic() + within
@@ -262,8 +263,10 @@ async def test_pages_are_one_statement_whatever_they_hold_and_resume_exactly(cle
     nested = "query($since: SyncToken, $first: Int) { changes(since: $since, first: $first) { changes { node { ... on Assignment { game { title } } } } } }"
     start = (await sync(clean_db, admin, None))[0]["nextToken"]
     await make_assignments(clean_db, s["org"], s["mine"], [s["games"][0]])
+    await settle(clean_db)
     small, small_stats = await run(clean_db, nested, {"since": start, "first": 100}, admin)
     await make_assignments(clean_db, s["org"], s["mine"] * 40, s["games"])
+    await settle(clean_db)
     big, big_stats = await run(clean_db, nested, {"since": start, "first": 100}, admin)
     assert small.data is not None and big.data is not None
     assert len(small.data["changes"]["changes"]) == 2 and len(big.data["changes"]["changes"]) == 100
