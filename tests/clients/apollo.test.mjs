@@ -60,6 +60,7 @@ test("APQ: the hash alone over GET, the document once on a miss, then the hash a
   const first = await apolloClient(log).query({ query: gql(CATALOGUE), variables: { first: 3 } });
   const titles = first.data.games.edges.map(({ node }) => node.title);
   assert.deepEqual(titles, fixture.newestTitles.slice(0, 3));
+  assert.equal(first.data.games.totalCount, fixture.newestTitles.length, "the whole library, not the page");
   assert.deepEqual(
     first.data.games.edges.map(({ node }) => node.category.name),
     titles.map(() => fixture.categoryName),

@@ -38,7 +38,7 @@ export const BOARD = `
 /** The catalogue query under an operation name of the caller's: a document (and APQ hash) of its own. */
 export const catalogue = (name) => `
   query ${name}($first: Int!) {
-    games(first: $first) { edges { node { id title category { name } level { position } } } }
+    games(first: $first) { totalCount edges { node { id title category { name } level { position } } } }
   }
 `;
 
