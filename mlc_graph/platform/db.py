@@ -36,6 +36,10 @@ _UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
 )
 
+# What asyncpg raises when the connection closed under a statement (a restart mid-query): unavailable only
+# when the connection is in fact closed; otherwise a bug, and masked as one.
+_CLOSED_UNDERNEATH = (asyncpg.InterfaceError, asyncpg.InternalClientError)
+
 
 @dataclass(slots=True)
 class QueryStats:
@@ -199,7 +203,7 @@ class Executor:
             except UNSTORABLE_TEXT as exc:
                 # A client's string (a read argument, a cursor part) PostgreSQL text cannot hold.
                 raise unstorable_text(exc) from exc
-            except asyncpg.InterfaceError as exc:
+            except _CLOSED_UNDERNEATH as exc:
                 # "connection is closed": the server went away between acquire and query.
                 if conn.is_closed():
                     raise _unavailable(exc) from exc
@@ -257,7 +261,7 @@ class Executor:
             except _UNAVAILABLE as exc:
                 # BEGIN or COMMIT met a server that went away (statements inside map their own).
                 raise _unavailable(exc) from exc
-            except asyncpg.InterfaceError as exc:
+            except _CLOSED_UNDERNEATH as exc:
                 if conn.is_closed():
                     raise _unavailable(exc) from exc
                 raise
