@@ -5,8 +5,12 @@ raises `RedisUnavailable` and the caller falls back to its in-process implementa
 Redis down for `probe_seconds`, so a dead Redis costs one refused connection per probe interval, not a
 timeout per request. Outages are logged once (and once more on recovery) and counted in metrics.
 
+Any exception the client raises counts as a failure, not only RedisError and OSError: a connection torn
+down under a request surfaces from redis-py as an AttributeError, a reply it cannot decode as a
+UnicodeDecodeError, and either must degrade like an outage rather than fail the request.
+
 Exceptions:
-    RedisUnavailable   no REDIS_URL, Redis marked down, or the operation failed on the network
+    RedisUnavailable   no REDIS_URL, Redis marked down, or the operation failed (whatever redis-py raised)
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -136,14 +139,14 @@ class RedisState:
                 await client.ping()
                 await self._mark_up()
             return await call(client)
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # see the module docstring: every client failure degrades
             was_up = not self._down
             self.mark_down(exc)
             REDIS_FALLBACKS.labels(operation).inc()
             if was_up:
                 # After a Redis restart every pooled connection is dead: drop them all at once, so
                 # recovery does not cost one failed request (and one more outage) per connection.
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(Exception):
                     await client.connection_pool.disconnect()
             raise RedisUnavailable(operation) from exc
 
@@ -156,6 +159,8 @@ class RedisState:
             log.warning("Redis unavailable (%s): limits and boards fall back to this instance", exc)
 
     async def _mark_up(self) -> None:
+        if not self._down:
+            return  # several requests probed at once: the first to answer recovered Redis for all
         self._down = False
         REDIS_UP.set(1)
         log.warning("Redis is back: limits and boards are shared again")
