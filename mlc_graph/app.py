@@ -113,7 +113,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url, replace(settings.pool, min_size=0))
     app[POOL] = pool
     app[TIERS].pool = pool
-    await _ensure_partitions(settings.database_url)
+    await _ensure_partitions(settings.direct_url)
     yield
     await pool.close()
 

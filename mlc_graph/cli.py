@@ -49,7 +49,7 @@ def database_down(settings: Settings, exc: BaseException) -> str:
 
 
 async def _migrate(settings: Settings) -> list[str]:
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await asyncpg.connect(settings.direct_url)
     try:
         return await migrate(conn)
     finally:
@@ -58,7 +58,7 @@ async def _migrate(settings: Settings) -> list[str]:
 
 async def _maintain(settings: Settings, ahead: int) -> tuple[list[str], list[str]]:
     """(partitions created, change-log partitions dropped as older than MLC_SYNC_RETENTION_DAYS)."""
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await asyncpg.connect(settings.direct_url)
     try:
         created = await ensure_score_partitions(conn, ahead=ahead)
         created += await ensure_change_partitions(conn, ahead=ahead)

@@ -326,7 +326,7 @@ async def persist_files(
     settings: Settings, files: Iterable[tuple[str, str]]
 ) -> list[tuple[str, str | None, str]]:
     """Register every document of each (path, text); (hash, operation names, path) per document."""
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await asyncpg.connect(settings.direct_url)
     registered: list[tuple[str, str | None, str]] = []
     try:
         for path, text in files:

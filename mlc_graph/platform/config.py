@@ -202,6 +202,8 @@ class Settings:
     port: int = 8000
     database_url: str = DEFAULT_DATABASE_URL
     database_read_urls: tuple[str, ...] = ()
+    # PostgreSQL itself, bypassing PgBouncer, for what holds session state (migrate's advisory lock).
+    direct_database_url: str | None = None
     redis_url: str | None = None
     jwt_secret: str = DEV_JWT_SECRET
     # Single sign-on (docs/HTTP.md "Authentication"): RS256/ES256 tokens of a school's identity provider.
@@ -264,6 +266,11 @@ class Settings:
     def production(self) -> bool:
         return self.env == "production"
 
+    @property
+    def direct_url(self) -> str:
+        """Where migrate, maintain, persist and the start-up partition check connect: never a pooler."""
+        return self.direct_database_url or self.database_url
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and check every setting; the first bad one raises ConfigError naming it (one line)."""
@@ -278,6 +285,7 @@ class Settings:
             if u.strip()
         )
         database_url = _raw(env, "DATABASE_URL")
+        direct_url = _raw(env, "MLC_DIRECT_DATABASE_URL")
         redis_url = _raw(env, "REDIS_URL")
         pool = PoolSettings(
             min_size=_int(env, "MLC_DB_POOL_MIN", 2, low=0),
@@ -300,6 +308,9 @@ class Settings:
                 _url("DATABASE_URL", DATABASE_SCHEMES, database_url) if database_url else DEFAULT_DATABASE_URL
             ),
             database_read_urls=read_urls,
+            direct_database_url=(
+                _url("MLC_DIRECT_DATABASE_URL", DATABASE_SCHEMES, direct_url) if direct_url else None
+            ),
             redis_url=_url("REDIS_URL", REDIS_SCHEMES, redis_url) if redis_url else None,
             jwt_secret=secret or DEV_JWT_SECRET,
             identity_provider=_identity_provider(env),

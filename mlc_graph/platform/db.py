@@ -10,6 +10,7 @@ the report timeout.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -22,6 +23,11 @@ from mlc_graph.platform.config import PoolSettings
 from mlc_graph.platform.db_errors import UNSTORABLE_TEXT, unstorable_text
 from mlc_graph.platform.errors import DatabaseUnavailableError
 from mlc_graph.platform.sqlcomment import comment_for, log_slow_query
+
+log = logging.getLogger(__name__)
+
+# statement_timeout in milliseconds whatever unit it was set in ('5s', '5000').
+SELECT_STATEMENT_TIMEOUT_MS = "SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'"
 
 # Failures that mean "the database is not there right now" rather than "this statement is wrong":
 # they become SERVICE_UNAVAILABLE (HTTP 503) instead of a masked internal error.
@@ -83,7 +89,7 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
 
 async def create_pool(dsn: str, settings: PoolSettings, application_name: str = "mlc-graph") -> asyncpg.Pool:
     """A pool per the spec's limits (statement_cache_size 0 behind PgBouncer < 1.21 in transaction mode)."""
-    return await asyncpg.create_pool(
+    pool = await asyncpg.create_pool(
         dsn,
         min_size=settings.min_size,
         max_size=settings.max_size,
@@ -92,10 +98,29 @@ async def create_pool(dsn: str, settings: PoolSettings, application_name: str = 
         reset=_keep_session,
         statement_cache_size=settings.statement_cache_size,
         server_settings={
+            # PgBouncer drops this startup parameter (ignore_startup_parameters): there the read
+            # timeout comes from its connect_query or the role, which check_read_timeout verifies.
             "statement_timeout": str(settings.read_statement_timeout_ms),
             "application_name": application_name,
         },
     )
+    if settings.min_size > 0:
+        await check_read_timeout(pool, settings.read_statement_timeout_ms)
+    return pool
+
+
+async def check_read_timeout(pool: asyncpg.Pool, expected_ms: int) -> bool:
+    """Warn at start-up when sessions miss MLC_READ_TIMEOUT_MS (behind a misconfigured PgBouncer)."""
+    timeout = await pool.fetchval(SELECT_STATEMENT_TIMEOUT_MS)
+    if int(timeout) == expected_ms:
+        return True
+    log.warning(
+        "sessions run with statement_timeout %s ms, not MLC_READ_TIMEOUT_MS=%d: behind PgBouncer set it in "
+        "connect_query or on the role (docs/OPERATIONS.md, Behind PgBouncer)",
+        timeout,
+        expected_ms,
+    )
+    return False
 
 
 class Executor:

@@ -109,7 +109,7 @@ def _browser_host(host: str) -> str:
 
 async def prepare(settings: Settings, *, progress: bool = True) -> DemoInfo:
     """Migrate, seed the demo data when the database is empty, and mint tokens for the demo users."""
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await asyncpg.connect(settings.direct_url)
     try:
         await migrate(conn)
         seeded = False
