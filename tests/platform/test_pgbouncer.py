@@ -131,7 +131,8 @@ async def test_queries_and_every_mutation_through_pgbouncer(
             )
             body: dict[str, Any] = await response.json()
             assert (response.status, body.get("errors")) == (200, None), body
-            return body["data"]
+            data: dict[str, Any] = body["data"]
+            return data
 
         reads = [post(teacher, q, variables if "$" in q else None) for q in QUERIES for _ in range(4)]
         await asyncio.gather(*reads)
