@@ -19,7 +19,6 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
-from redis.asyncio import Redis
 
 from mlc_graph.domain.tiers import TierTable
 from mlc_graph.execution.compiled import CompiledExecutor
@@ -51,6 +50,7 @@ from mlc_graph.platform.config import Settings
 from mlc_graph.platform.db import create_pool
 from mlc_graph.platform.events import EventBus
 from mlc_graph.platform.migrate import ensure_score_partitions
+from mlc_graph.platform.redis import connect
 from mlc_graph.realtime.services import Realtime
 from mlc_graph.ws import legacy, subscriptions
 from resolvers.batch import BATCH_RESOLVERS
@@ -128,7 +128,7 @@ async def _realtime(app: web.Application) -> AsyncIterator[None]:
 def _pipeline(first_stages: tuple[Stage, ...]) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
-        redis = Redis.from_url(settings.redis_url, socket_timeout=0.5) if settings.redis_url else None
+        redis = connect(settings.redis_url, 0.5, decode_responses=False) if settings.redis_url else None
         documents_by_hash = persisted.build(settings, app[POOL], redis)
         await persisted.warm(documents_by_hash, app[POOL])
         app[PERSISTED] = documents_by_hash

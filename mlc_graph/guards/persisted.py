@@ -39,10 +39,10 @@ from graphql import (
     print_ast,
 )
 from graphql.language import Node
-from redis.asyncio import Redis
 
 from mlc_graph.platform.config import Settings
 from mlc_graph.platform.errors import Refusal
+from mlc_graph.platform.redis import RedisClient, connect
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class MemoryStore:
 class RedisStore:
     """Documents shared by every instance; a Redis failure reads as a miss (the query can be resent)."""
 
-    def __init__(self, client: Redis, prefix: str, ttl_seconds: int | None = APQ_TTL_SECONDS) -> None:
+    def __init__(self, client: RedisClient, prefix: str, ttl_seconds: int | None = APQ_TTL_SECONDS) -> None:
         self._client = client
         self._prefix = prefix
         self._ttl = ttl_seconds
@@ -238,7 +238,7 @@ class PersistedQueries:
             await self.store.put(sha256, query)
 
 
-def build(settings: Settings, pool: asyncpg.Pool | None, redis: Redis | None) -> PersistedQueries:
+def build(settings: Settings, pool: asyncpg.Pool | None, redis: RedisClient | None) -> PersistedQueries:
     """The stage for these settings: APQ in Redis or memory; trusted mode adds the table behind them."""
     memory = MemoryStore()
     layers: list[DocumentStore] = [memory]
@@ -305,7 +305,7 @@ async def register(
     settings: Settings, documents: Iterable[tuple[str | None, str]], conn: asyncpg.Connection
 ) -> list[tuple[str, str | None]]:
     """`mlc-graph persist`: store each (name, text) in the table and Redis; returns (hash, name) pairs."""
-    redis = Redis.from_url(settings.redis_url, socket_timeout=2.0) if settings.redis_url else None
+    redis = connect(settings.redis_url, 2.0, decode_responses=False) if settings.redis_url else None
     done: list[tuple[str, str | None]] = []
     try:
         for name, text in documents:

@@ -16,7 +16,8 @@ from mlc_graph.guards.tiers import TierResolver
 from mlc_graph.platform.auth import Principal
 from mlc_graph.platform.redis import RedisState, RedisUnavailable
 
-# KEYS: the organization's sessions, the sid's ended marker, the user's window. ARGV: sid, idle, cap,
+# KEYS: the organization's sessions, the sid's ended marker, the user's window, all three under the
+# organization's hash tag (one Redis Cluster slot). ARGV: sid, idle, cap,
 # then the window's (window, bucket, request limit, cost limit, cost, dry). The request is counted only
 # when the session is admitted. Returns {status, active[, allowed, used, cost used, oldest, now]}.
 _ADMIT = (
@@ -48,7 +49,10 @@ class Quotas:
         """Session check, then (when admitted) the request counted: one Redis round trip for both."""
         sessions, limiter = self.sessions, self.limiter
         identity = identity_for(principal.role.value, principal.user_id)
-        keys = [*sessions.keys(principal.org_id, principal.session_id), limiter.key(identity)]
+        keys = [
+            *sessions.keys(principal.org_id, principal.session_id),
+            limiter.key(identity, principal.org_id),
+        ]
         args = [
             principal.session_id,
             sessions.idle_seconds,
@@ -70,4 +74,5 @@ class Quotas:
     async def usage(self, principal: Principal) -> RateLimitResult:
         """Current usage without counting (for viewer.rateLimit when the stage did not run)."""
         tier = await self.tiers.tier_of(principal.org_id)
-        return await self.limiter.peek(identity_for(principal.role.value, principal.user_id), tier)
+        identity = identity_for(principal.role.value, principal.user_id)
+        return await self.limiter.peek(identity, tier, principal.org_id)

@@ -1,9 +1,11 @@
 """Requests and cost points per user per hour: a sliding window shared by every instance through Redis.
 
 The window is 60 one-minute buckets in one Redis hash per user (`r:<minute>` requests, `c:<minute>`
-cost points). One Lua script reads the live buckets, drops expired ones, decides and counts, so the
-check is atomic and costs one round trip; it uses Redis's clock so instances never disagree. A refused
-request is not counted. Without Redis (or while it is down) the same algorithm runs in process.
+cost points), keyed under the user's organization's hash tag (`rl:{o<org>}:<role>:<id>`) so the
+combined admission script can touch it and the organization's sessions on one Redis Cluster slot.
+One Lua script reads the live buckets, drops expired ones, decides and counts, so the check is atomic
+and costs one round trip; it uses Redis's clock so instances never disagree. A refused request is not
+counted. Without Redis (or while it is down) the same algorithm runs in process.
 
 Clients see both quotas (RateLimitResult.headers()): `RateLimit-Policy` and `RateLimit` as structured-field
 lists with the policies `"requests"` and `"points"` (draft-ietf-httpapi-ratelimit-headers), and the older
@@ -20,7 +22,7 @@ from typing import Any
 from mlc_graph.domain.quotas import Quota
 from mlc_graph.domain.tiers import WINDOW_SECONDS, Tier
 from mlc_graph.platform.errors import RateLimitedError
-from mlc_graph.platform.redis import RedisState, RedisUnavailable
+from mlc_graph.platform.redis import RedisState, RedisUnavailable, tag
 
 BUCKET_SECONDS = 60
 # Policy ids in the RateLimit-Policy and RateLimit headers, and `extensions.quota` of a refusal.
@@ -207,13 +209,15 @@ class RateLimiter:
         self._local = _LocalWindow()
         self._script: Any = redis.client.register_script(_SCRIPT) if redis.client is not None else None
 
-    async def hit(self, identity: str, tier: Tier, cost: int = 1) -> RateLimitResult:
+    async def hit(
+        self, identity: str, tier: Tier, cost: int = 1, org_id: int | None = None
+    ) -> RateLimitResult:
         """Count one request of `cost` points if the tier allows it; the decision either way."""
-        return await self._run(identity, tier, max(0, cost), dry=False)
+        return await self._run(identity, tier, max(0, cost), dry=False, org_id=org_id)
 
-    async def peek(self, identity: str, tier: Tier) -> RateLimitResult:
+    async def peek(self, identity: str, tier: Tier, org_id: int | None = None) -> RateLimitResult:
         """The current usage without counting anything (for `viewer.rateLimit` outside the pipeline)."""
-        return await self._run(identity, tier, 0, dry=True)
+        return await self._run(identity, tier, 0, dry=True, org_id=org_id)
 
     def window_args(self, tier: Tier, cost: int, dry: bool) -> list[int]:
         return [
@@ -225,18 +229,23 @@ class RateLimiter:
             1 if dry else 0,
         ]
 
-    async def _run(self, identity: str, tier: Tier, cost: int, dry: bool) -> RateLimitResult:
+    async def _run(
+        self, identity: str, tier: Tier, cost: int, dry: bool, org_id: int | None = None
+    ) -> RateLimitResult:
+        key = self.key(identity, org_id)
         try:
             raw = await self.redis.run(
-                "ratelimit",
-                lambda _r: self._script(keys=[self.key(identity)], args=self.window_args(tier, cost, dry)),
+                "ratelimit", lambda _r: self._script(keys=[key], args=self.window_args(tier, cost, dry))
             )
         except RedisUnavailable:
             return self.local(identity, tier, cost, dry)
         return self.result(raw, tier, cost, shared=True)
 
-    def key(self, identity: str) -> str:
-        return self.redis.key("rl", identity)
+    def key(self, identity: str, org_id: int | None = None) -> str:
+        """The user's window; under the organization's hash tag when known (what admission uses)."""
+        if org_id is None:
+            return self.redis.key("rl", identity)
+        return self.redis.key("rl", tag(f"o{org_id}"), identity)
 
     def local(self, identity: str, tier: Tier, cost: int, dry: bool = False) -> RateLimitResult:
         """The decision of this instance alone (Redis not configured or unavailable)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlc_graph.platform.errors import ApiError, SessionEndedError, SessionLimitError
-from mlc_graph.platform.redis import RedisState, RedisUnavailable
+from mlc_graph.platform.redis import RedisState, RedisUnavailable, tag
 
 # Long enough to outlive the default 12 h token; an ended sid is refused until then.
 ENDED_TTL_SECONDS = 24 * 3600
@@ -47,6 +47,11 @@ local removed = redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))
 return removed
 """
+
+
+def org_tag(org_id: int) -> str:
+    """The hash tag of an organization's keys: its sessions, ended markers and its users' rate windows."""
+    return tag(f"o{org_id}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +118,8 @@ class SessionTracker:
 
     def keys(self, org_id: int, sid: str) -> list[str]:
         # A token without a `sid` uses its subject as one, so the ended marker is scoped by organization.
-        return [self.redis.key("sessions", org_id), self.redis.key("ended", org_id, sid)]
+        # Both carry the organization's hash tag (as do its users' rate windows): one slot per script.
+        return [self.redis.key("sessions", org_tag(org_id)), self.redis.key("ended", org_tag(org_id), sid)]
 
     async def touch(self, org_id: int, sid: str, cap: int) -> SessionCheck:
         """Record a request of session `sid`; refused when it would be one too many (or has ended)."""
@@ -140,7 +146,7 @@ class SessionTracker:
         return bool(removed) or local
 
     async def active(self, org_id: int) -> int:
-        key = self.redis.key("sessions", org_id)
+        key = self.redis.key("sessions", org_tag(org_id))
         try:
             count = await self.redis.run(
                 "sessions",

@@ -5,6 +5,10 @@ raises `RedisUnavailable` and the caller falls back to its in-process implementa
 Redis down for `probe_seconds`, so a dead Redis costs one refused connection per probe interval, not a
 timeout per request. Outages are logged once (and once more on recovery) and counted in metrics.
 
+`REDIS_URL` may name a Redis Cluster with the scheme `redis+cluster://` (or `rediss+cluster://`): any
+node is a seed, and the client is redis-py's RedisCluster. Every key a Lua script touches carries the
+same hash tag (`{...}`), so each script runs on one slot: see `tag` and docs/SCALING.md.
+
 Any exception the client raises counts as a failure, not only RedisError and OSError: a connection torn
 down under a request surfaces from redis-py as an AttributeError, a reply it cannot decode as a
 UnicodeDecodeError, and either must degrade like an outage rather than fail the request.
@@ -23,7 +27,7 @@ from typing import TypeVar
 
 from prometheus_client import Counter, Gauge
 from prometheus_client.registry import Collector
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -58,6 +62,46 @@ def fallback_count() -> float:
     )
 
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+# What callers get: either client has the commands, scripts and pub/sub the real-time layer uses.
+RedisClient = Redis | RedisCluster
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
+
+
+def connect(url: str, timeout: float, decode_responses: bool = True) -> RedisClient:
+    """A client for REDIS_URL: RedisCluster for `redis+cluster://`, else a plain Redis.
+
+    No retries inside redis-py: a failing call falls back at once and RedisState's probe interval decides
+    when to try again. The cluster client refreshes its slot map after a failed call, so the probe after
+    a failover reaches the promoted replica.
+    """
+    retry = Retry(NoBackoff(), 0)
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() in CLUSTER_SCHEMES:
+        return RedisCluster.from_url(
+            f"{CLUSTER_SCHEMES[scheme.lower()]}://{rest}",
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=retry,
+            decode_responses=decode_responses,
+        )
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=retry,
+        decode_responses=decode_responses,
+    )
+
+
+def tag(value: object) -> str:
+    """A Redis Cluster hash tag: keys that share it live in one slot (and so one Lua script may use them)."""
+    return f"{{{value}}}"
+
+
 class RedisUnavailable(Exception):  # noqa: N818 - a condition, not a bug: callers fall back
     """Redis is not configured or not answering; use the in-process fallback."""
 
@@ -80,24 +124,16 @@ class RedisState:
         # Called with (operation, seconds, failed) after every call that reached Redis: tracing's Redis
         # spans. None (the default, and with tracing off) costs one attribute check per call.
         self.on_call: Callable[[str, float, bool], None] | None = None
-        # No retries inside redis-py: a failing call falls back at once and the probe interval
-        # decides when to try again.
-        self.client: Redis | None = (
-            Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-                decode_responses=True,
-            )
-            if url
-            else None
-        )
+        self.client: RedisClient | None = connect(url, timeout) if url else None
         REDIS_UP.set(1 if url else 0)
 
     @property
     def configured(self) -> bool:
         return self.client is not None
+
+    @property
+    def cluster(self) -> bool:
+        return isinstance(self.client, RedisCluster)
 
     @property
     def available(self) -> bool:
@@ -111,7 +147,7 @@ class RedisState:
         """Run `hook` when Redis answers again after an outage (e.g. mark stale boards for rebuild)."""
         self._recover_hooks.append(hook)
 
-    async def run(self, operation: str, call: Callable[[Redis], Awaitable[T]]) -> T:
+    async def run(self, operation: str, call: Callable[[RedisClient], Awaitable[T]]) -> T:
         """Run `call` on the client; RedisUnavailable (and a fallback count) when that is not possible."""
         client = self.client
         if client is None:
@@ -131,21 +167,24 @@ class RedisState:
         finally:
             on_call(operation, time.perf_counter() - started, failed)
 
-    async def _call(self, client: Redis, operation: str, call: Callable[[Redis], Awaitable[T]]) -> T:
+    async def _call(
+        self, client: RedisClient, operation: str, call: Callable[[RedisClient], Awaitable[T]]
+    ) -> T:
         try:
             if self._down:
                 # A probe: confirm Redis answers and run the recovery hooks before the real call,
-                # so the call already sees what the hooks repaired.
-                await client.ping()
+                # so the call already sees what the hooks repaired. On a cluster, every primary.
+                await self._ping(client)
                 await self._mark_up()
             return await call(client)
         except Exception as exc:  # see the module docstring: every client failure degrades
             was_up = not self._down
             self.mark_down(exc)
             REDIS_FALLBACKS.labels(operation).inc()
-            if was_up:
+            if was_up and isinstance(client, Redis):
                 # After a Redis restart every pooled connection is dead: drop them all at once, so
                 # recovery does not cost one failed request (and one more outage) per connection.
+                # (The cluster client drops a failed node's connections itself.)
                 with contextlib.suppress(Exception):
                     await client.connection_pool.disconnect()
             raise RedisUnavailable(operation) from exc
@@ -170,10 +209,16 @@ class RedisState:
             except Exception:
                 log.exception("Redis recovery hook failed")
 
+    @staticmethod
+    async def _ping(client: RedisClient) -> bool:
+        if isinstance(client, RedisCluster):
+            return bool(await client.ping(target_nodes=RedisCluster.PRIMARIES))
+        return bool(await client.ping())
+
     async def ping(self) -> bool:
         """Health check for readiness probes; never raises."""
         try:
-            return bool(await self.run("ping", lambda r: r.ping()))
+            return await self.run("ping", self._ping)
         except RedisUnavailable:
             return False
 

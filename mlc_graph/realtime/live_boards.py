@@ -10,11 +10,13 @@ equal and reached earlier, as best_scores keeps it).
 
 Boards are caches of best_scores: `<board>:idx` holds `_built` once a board was loaded from PostgreSQL,
 and a read of an unbuilt board (new, expired, or lost in a Redis restart) rebuilds it first. Scores
-committed while Redis was unreachable mark their boards for rebuild when Redis answers again.
+committed while Redis was unreachable mark their boards for rebuild when Redis answers again; on a
+Redis Cluster every board is marked, since a failover can lose a write the old primary had acknowledged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -151,10 +153,10 @@ class LiveLeaderboards:
                 await listener(changed)
 
     async def _write(self, client: Any, boards: list[BoardKey], args: list[object]) -> list[BoardKey]:
-        async with client.pipeline(transaction=False) as pipe:
-            for board in boards:
-                await self._upsert(keys=self.keys(board), args=["0", BOARD_TTL_SECONDS, *args], client=pipe)
-            results = await pipe.execute()
+        # Concurrently rather than pipelined: on a Redis Cluster the three boards live on different shards.
+        results = await asyncio.gather(
+            *(self._upsert(keys=self.keys(b), args=["0", BOARD_TTL_SECONDS, *args]) for b in boards)
+        )
         return [board for board, n in zip(boards, results, strict=True) if int(n) > 0]
 
     async def read(
@@ -204,7 +206,9 @@ class LiveLeaderboards:
         client = self.redis.client
         if client is None:
             return
-        if self._stale_overflow:
+        # A cluster failover loses what the dead primary had not yet replicated, writes this process
+        # saw acknowledged included: after any outage there, every board is rebuilt on its next read.
+        if self._stale_overflow or self.redis.cluster:
             async for key in client.scan_iter(match=self.redis.key("lb", "*:idx"), count=1000):
                 await client.hdel(key, "_built")
         for board in list(self._stale):

@@ -1,7 +1,11 @@
 """Board-changed notices fanned out to every instance, each delivering to its own sockets.
 
-With Redis, `publish` sends one message on `<prefix>lb-updates` and every instance (this one included)
-hears it through its listener task; without Redis, or while it is down, notices stay in this process.
+With Redis, `publish` sends one message with Redis 7's sharded pub/sub (SPUBLISH) on one of
+`CHANNELS` channels, `<prefix>lb-updates:{n}` chosen by the board, and every instance (this one
+included) hears it through its listener task, which SSUBSCRIBEs to all of them. On a Redis Cluster
+each channel lives on the shard of its slot, so a notice travels to one shard only (classic PUBLISH is
+broadcast to every node of a cluster), and the channels spread the fan-out over the shards. Without
+Redis, or while it is down, notices stay in this process.
 A notice carries only the board: subscribers re-read the board, so a lost or merged notice costs
 nothing but a refresh. Each subscriber is coalesced: at most one wake-up per `interval`, however many
 scores land meanwhile, so a class finishing together does not flood phones.
@@ -13,19 +17,29 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import Counter
-from redis.exceptions import RedisError
+from redis.asyncio import RedisCluster
 
 from loaders.leaderboards import BoardKey
-from mlc_graph.platform.redis import RedisState, RedisUnavailable
+from mlc_graph.platform.redis import RedisClient, RedisState, RedisUnavailable, tag
 
 log = logging.getLogger(__name__)
+
+# Sharded channels the notices are spread over (16 slots, so a 3 to 16 shard cluster shares the load).
+CHANNELS = 16
 
 NOTICES_DELIVERED = Counter(
     "mlc_board_notices", "Board-changed notices received for boards with local subscribers", registry=None
 )
+
+
+def channel_of(board: BoardKey, channels: Sequence[str]) -> str:
+    """The board's channel: stable across instances and restarts (crc32, not Python's salted hash)."""
+    return channels[zlib.crc32(encode(board).encode()) % len(channels)]
 
 
 def encode(board: BoardKey) -> str:
@@ -71,9 +85,10 @@ class BoardUpdates:
         self.redis = redis
         self.interval = interval
         self.reconnect_seconds = reconnect_seconds
-        self.channel = redis.key("lb-updates")
+        self.channels = [redis.key("lb-updates", tag(n)) for n in range(CHANNELS)]
         self._local: dict[BoardKey, set[BoardListener]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.listening = asyncio.Event()
 
     async def start(self) -> None:
@@ -82,30 +97,31 @@ class BoardUpdates:
 
     async def stop(self) -> None:
         if self._task is not None:
+            # The flag as well as the cancel: redis-py's cluster pub/sub polling can absorb a
+            # cancellation (it reads as a poll timeout), and the listener must still end.
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            self._stopping = False
 
     async def publish(self, boards: Sequence[BoardKey]) -> None:
         """Tell every instance these boards changed (only this one while Redis is unavailable)."""
-        payloads = [encode(b) for b in boards]
         if not self.listening.is_set():
             # Nobody hears Redis on this instance right now: deliver here directly.
             self._deliver_all(boards)
             with contextlib.suppress(RedisUnavailable):
-                await self.redis.run("publish", lambda r: self._publish(r, payloads))
+                await self.redis.run("publish", lambda r: self._publish(r, boards))
             return
         try:
-            await self.redis.run("publish", lambda r: self._publish(r, payloads))
+            await self.redis.run("publish", lambda r: self._publish(r, boards))
         except RedisUnavailable:
             self._deliver_all(boards)
 
-    async def _publish(self, client: object, payloads: list[str]) -> None:
-        async with client.pipeline(transaction=False) as pipe:  # type: ignore[attr-defined]
-            for payload in payloads:
-                pipe.publish(self.channel, payload)
-            await pipe.execute()
+    async def _publish(self, client: RedisClient, boards: Sequence[BoardKey]) -> None:
+        # One SPUBLISH per board, concurrently: on a cluster they go to different shards.
+        await asyncio.gather(*(client.spublish(channel_of(b, self.channels), encode(b)) for b in boards))
 
     def _deliver_all(self, boards: Sequence[BoardKey]) -> None:
         for board in boards:
@@ -138,21 +154,42 @@ class BoardUpdates:
     async def _listen(self) -> None:
         client = self.redis.client
         assert client is not None
-        while True:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+        while not self._stopping:
+            pubsub: Any = None
             try:
-                await pubsub.subscribe(self.channel)
+                if isinstance(client, RedisCluster):
+                    # The slot map now (after a failover: the promoted replicas), so each channel's
+                    # SSUBSCRIBE goes to the shard that owns it.
+                    await client.nodes_manager.initialize()
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                await pubsub.ssubscribe(*self.channels)
                 self.listening.set()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._deliver(decode(str(message["data"])))
-            except (RedisError, OSError) as exc:
+                if isinstance(client, RedisCluster):
+                    # One connection per shard behind one object; polled in turn.
+                    while not self._stopping:
+                        message = await pubsub.get_sharded_message(timeout=0.1)
+                        if message is not None:
+                            self._on_message(message)
+                else:
+                    async for message in pubsub.listen():
+                        self._on_message(message)
+            except Exception as exc:
+                # Redis went away (or a bug): fan-out must not end for the life of the process.
                 self.redis.mark_down(exc)
-            except Exception:
-                # A malformed message or a bug must not end fan-out for the life of the process.
-                log.exception("board update listener failed; reconnecting")
+                log.warning("board update listener stopped (%s); reconnecting", exc)
             finally:
                 self.listening.clear()
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(1.0):  # never let a dead shard hold up the reconnect
+                            await pubsub.aclose()
             await asyncio.sleep(self.reconnect_seconds)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "smessage":
+            try:
+                board = decode(str(message["data"]))
+            except ValueError:
+                log.warning("ignored a malformed board notice: %r", message.get("data"))
+                return
+            self._deliver(board)

@@ -22,7 +22,7 @@ from mlc_graph.platform.errors import ApiError
 
 
 async def _import(settings: Settings, teacher_id: int, students: list[StudentInput]) -> ImportCounts:
-    pool = await create_pool(settings.database_url, PoolSettings(min_size=1, max_size=1))
+    pool = await create_pool(settings.direct_url, PoolSettings(min_size=1, max_size=1))
     try:
         db = Executor(pool, QueryStats())
         # A bar only on a terminal: in a log or a pipe its redraws become a heap of mangled lines.

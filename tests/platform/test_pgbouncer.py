@@ -21,13 +21,8 @@ import asyncpg
 import pytest
 
 from mlc_graph.platform.config import PoolSettings
-from mlc_graph.platform.db import (
-    DatabaseUnavailableError,
-    Executor,
-    QueryStats,
-    check_read_timeout,
-    create_pool,
-)
+from mlc_graph.platform.db import Executor, QueryStats, check_read_timeout, create_pool
+from mlc_graph.platform.errors import DatabaseUnavailableError
 from resolvers.relay import encode_global_id
 from tests.support import factories
 from tests.support.database import ADMIN_URL
