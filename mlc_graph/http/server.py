@@ -11,6 +11,7 @@ import asyncio
 import gc
 import importlib
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 
 from aiohttp import web
@@ -48,10 +50,46 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
+    """The container's CPU limit in cores (`docker run --cpus`, a Kubernetes limit), None when unlimited.
+
+    cgroup v2: `cpu.max` holds "<quota> <period>" or "max <period>"; cgroup v1: `cpu/cpu.cfs_quota_us`
+    (-1 = unlimited) over `cpu/cpu.cfs_period_us`.
+    """
+    try:
+        quota, _, period = (root / "cpu.max").read_text().partition(" ")
+        if quota.strip() == "max":
+            return None
+        return int(quota) / int(period)
+    except (OSError, ValueError, ZeroDivisionError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def cpu_count(root: Path = CGROUP_ROOT) -> int:
+    """Cores this process may use: the CPU affinity, capped by the cgroup quota (at least 1).
+
+    os.cpu_count() sees the host's cores, so `--cpus=0.5` on a 2-core host started 2 workers.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = cgroup_cpu_limit(root)
+    if limit is not None:
+        cores = min(cores, math.ceil(limit))
+    return max(1, cores)
+
+
 def default_workers(settings: Settings) -> int:
     if settings.workers > 0:
         return settings.workers
-    return (os.cpu_count() or 1) if settings.production else 1
+    return cpu_count() if settings.production else 1
 
 
 def _tune_gc() -> None:

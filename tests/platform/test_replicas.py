@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -21,6 +22,7 @@ from tests.observability.test_metrics import _samples
 from tests.support import factories
 from tests.support.database import REDIS_URL
 from tests.support.http import app_client, bearer, http_settings
+from tests.support.pgbouncer import pgbouncer
 from tests.support.pgcluster import Cluster, primary_cluster, streaming_replica
 
 pytestmark = pytest.mark.slow
@@ -213,17 +215,45 @@ mutation Play($input: SubmitScoreInput!) { submitScore(input: $input) { score { 
 """
 
 
+@pytest.mark.parametrize("through", ["direct", "pgbouncer"])
 async def test_the_app_routes_by_operation_and_keeps_read_your_writes(
-    clusters: tuple[Cluster, Cluster], pools: tuple[asyncpg.Pool, asyncpg.Pool]
+    clusters: tuple[Cluster, Cluster], pools: tuple[asyncpg.Pool, asyncpg.Pool], through: str
 ) -> None:
+    """Also with the primary and the replica each behind its own PgBouncer in transaction mode
+    (statement cache off): the replay positions and the write marks need no session state."""
     primary, replica = clusters
     primary_pool, replica_pool = pools
+    with contextlib.ExitStack() as bouncers:
+        if through == "pgbouncer":
+            primary_url = bouncers.enter_context(pgbouncer(primary.port)).url_for("mlc")
+            replica_url = bouncers.enter_context(pgbouncer(replica.port)).url_for("mlc")
+            pool = PoolSettings(min_size=1, max_size=4, acquire_timeout=2.0, statement_cache_size=0)
+        else:
+            primary_url, replica_url = primary.url_for("mlc"), replica.url_for("mlc")
+            pool = PoolSettings(min_size=1, max_size=4, acquire_timeout=2.0)
+        await _routes_and_reads_your_writes(
+            primary_url, replica_url, primary.url_for("mlc"), pool, primary_pool, replica_pool
+        )
+
+
+async def _routes_and_reads_your_writes(
+    primary_url: str,
+    replica_url: str,
+    direct_url: str,
+    pool: PoolSettings,
+    primary_pool: asyncpg.Pool,
+    replica_pool: asyncpg.Pool,
+) -> None:
     org = await factories.make_org(primary_pool, name=f"Routed {uuid.uuid4().hex[:6]}")
     teacher = await factories.make_teacher(primary_pool, org)
     writer, reader = await factories.make_students(primary_pool, org, teacher, 2)
     _, _, [game] = await factories.make_catalogue(primary_pool, games=1)
     settings = http_settings(
-        primary.url_for("mlc"), database_read_urls=(replica.url_for("mlc"),), replica_poll_seconds=0.05
+        primary_url,
+        database_read_urls=(replica_url,),
+        replica_poll_seconds=0.05,
+        pool=pool,
+        direct_database_url=direct_url,
     )
     writer_auth, reader_auth = bearer("student", writer, org), bearer("student", reader, org)
     async with app_client(settings) as client:
