@@ -71,6 +71,11 @@ class PgBouncer:
         self.ini = self.dir / "pgbouncer.ini"
         self._proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The runuser process whose child is pgbouncer (the benchmark sums the tree's CPU)."""
+        return self._proc.pid if self._proc is not None else None
+
     def url_for(self, dbname: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
 
