@@ -45,6 +45,7 @@ from mlc_graph.keys import (
     TIERS,
     TOKENS,
 )
+from mlc_graph.platform import partition_upkeep
 from mlc_graph.platform.auth import TokenVerifier
 from mlc_graph.platform.config import Settings
 from mlc_graph.platform.db import create_pool
@@ -96,6 +97,7 @@ def create_app(
     observe.install(app)
     app.cleanup_ctx.append(_realtime)
     app.cleanup_ctx.append(_pipeline(tuple(first_stages)))
+    app.cleanup_ctx.append(partition_upkeep.cleanup_ctx(settings))  # issue 12: partitions ahead, periodically
     view.add_routes(app)
     web_vitals.add_routes(app)
     subscriptions.install(app)

@@ -251,6 +251,8 @@ class Settings:
     tracing: bool = False
     # GraphQL execution (issue 7): the compiled executor, or graphql-core for every operation.
     executor: str = "compiled"
+    # Issue 12: seconds between rounds of the partition upkeep task (0: off; start-up and maintain remain).
+    partition_upkeep_seconds: float = 3600.0
     # Browser pages on other origins that may call the API (CORS) and open subscription sockets.
     allowed_origins: tuple[str, ...] = ()
     # Beacons (web vitals) one client address may send per minute; nobody signs in to send them.
@@ -348,6 +350,7 @@ class Settings:
             compression=_bool(env, "MLC_COMPRESSION", True),
             tracing=_bool(env, "MLC_TRACING", False),
             executor=_choice(env, "MLC_EXECUTOR", ("compiled", "graphql-core"), "compiled"),
+            partition_upkeep_seconds=_float(env, "MLC_PARTITION_UPKEEP_SECONDS", 3600.0),
             allowed_origins=_origins(env, "MLC_ALLOWED_ORIGINS"),
             web_vitals_per_minute=_int(env, "MLC_WEB_VITALS_PER_MINUTE", 600, low=1),
             trusted_proxies=_networks(env, "MLC_TRUSTED_PROXIES"),

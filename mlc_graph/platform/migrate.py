@@ -32,6 +32,22 @@ WHERE p.relname = 'scores'
 """
 
 
+# Creating a month's partition (moving its rows out of scores_default) by one process at a time.
+PARTITION_LOCK_ID = 0x4D4C43_5041
+PARTITION_EXISTS = "SELECT to_regclass($1) IS NOT NULL"
+# SHARE ROW EXCLUSIVE conflicts with the ROW EXCLUSIVE every INSERT takes: while a month's rows move,
+# no new row can land in scores_default (reads of it go on).
+LOCK_DEFAULT_PARTITION = "LOCK TABLE scores_default IN SHARE ROW EXCLUSIVE MODE"
+MOVE_FROM_DEFAULT = """
+WITH moved AS (
+    DELETE FROM scores_default
+    WHERE created_at >= $1::text::timestamptz AND created_at < $2::text::timestamptz
+    RETURNING *
+)
+INSERT INTO {name} SELECT * FROM moved
+"""
+
+
 class MigrationError(RuntimeError):
     """An applied migration was edited afterwards; refuse rather than guess."""
 
@@ -94,19 +110,41 @@ def partition_months(today: date, back: int = 24, ahead: int = 3) -> list[date]:
 async def ensure_score_partitions(
     conn: asyncpg.Connection, today: date | None = None, back: int = 24, ahead: int = 3
 ) -> list[str]:
-    """Create any missing monthly partition of scores; returns the ones created."""
+    """Create any missing monthly partition of scores, each in its own transaction; returns the created.
+
+    Safe to run from several places at once (start-up, `mlc-graph maintain`, the periodic upkeep):
+    each month is created under PARTITION_LOCK_ID and re-checked first.
+    """
     today = today or datetime.now(UTC).date()
     existing = {r["relname"] for r in await conn.fetch(SELECT_PARTITIONS)}
     created: list[str] = []
     for start in partition_months(today, back, ahead):
         name = f"scores_{start:%Y_%m}"
-        if name in existing:
-            continue
-        end = _month_start(start.year, start.month + 1)
-        # DDL takes no bind parameters; the name and bounds are generated from dates above, never input.
-        await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF scores "
-            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
-        )
-        created.append(name)
+        if name not in existing and await _create_partition(conn, start):
+            created.append(name)
     return created
+
+
+async def _create_partition(conn: asyncpg.Connection, start: date) -> bool:
+    """One month's partition, with the rows of that month the default partition caught moved into it.
+
+    A score dated in a month without a partition lands in scores_default; `CREATE TABLE ... PARTITION
+    OF` would then fail on that month for ever (the new bounds would cover rows of the default). So the
+    table is made standalone, the month's rows are moved into it and it is attached, in one transaction
+    that keeps new rows out of scores_default meanwhile: all of it or nothing.
+    """
+    name = f"scores_{start:%Y_%m}"
+    end = _month_start(start.year, start.month + 1)
+    # DDL takes no bind parameters; the name and bounds are generated from dates, never from input.
+    bounds = f"FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK_ID)
+        if await conn.fetchval(PARTITION_EXISTS, name):
+            return False  # another process created it while we waited for the lock
+        await conn.execute(LOCK_DEFAULT_PARTITION)
+        await conn.execute(f"CREATE TABLE {name} (LIKE scores INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        # Bounds as text cast in this session, exactly as the partition bounds below are read.
+        await conn.execute(MOVE_FROM_DEFAULT.format(name=name), start.isoformat(), end.isoformat())
+        # ATTACH builds the partition's copy of every scores index and checks the bounds against the rows.
+        await conn.execute(f"ALTER TABLE scores ATTACH PARTITION {name} FOR VALUES {bounds}")
+    return True
