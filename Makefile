@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # user set it, because without it the dev server starts an embedded PostgreSQL.
 pytest bench bench-quick perf-budget: export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: install run test lint typecheck pytest schema bench bench-quick bench-setup perf-budget assets clients clean
+.PHONY: install run test lint typecheck pytest schema release-schema bench bench-quick bench-setup perf-budget assets clients clean
 
 $(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ perf-budget: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/mlc-graph export-schema > schema.graphql
+
+# At a release only: what clients now depend on (see CHANGELOG.md).
+release-schema: schema
+	cp schema.graphql schema.released.graphql
 
 # The benchmark's own tools, not CI's: wrk (Debian) drives the load, PostGraphile 4 and 5 and the Node 22
 # they run on come from the npm registry at the versions of bench/postgraphile's lock files.

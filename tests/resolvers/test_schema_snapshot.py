@@ -1,4 +1,5 @@
-"""schema.graphql is the public contract: it must equal what `mlc-graph export-schema` prints."""
+"""schema.graphql is the public contract: it must equal what `mlc-graph export-schema` prints, and break
+nothing of the released schema that CHANGELOG.md does not declare."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from graphql import build_schema, find_breaking_changes, find_dangerous_changes
 
 from mlc_graph.cli import main
+from mlc_graph.tools.schema_changes import undeclared_breaking_changes
 from resolvers.schema import schema_sdl
 
 SNAPSHOT = Path(__file__).resolve().parents[2] / "schema.graphql"
@@ -56,3 +58,33 @@ def test_contract_names_are_present() -> None:
         assert needle in sdl, needle
     assert "password" not in sdl.lower()
     assert "email" not in sdl.lower()
+
+
+RELEASED = SNAPSHOT.with_name("schema.released.graphql")
+CHANGELOG = SNAPSHOT.with_name("CHANGELOG.md")
+
+
+def test_no_breaking_change_since_the_release_is_undeclared() -> None:
+    """Against the released snapshot, not the regenerated schema.graphql of the same commit."""
+    missing = undeclared_breaking_changes(
+        RELEASED.read_text(encoding="utf-8"), schema_sdl(), CHANGELOG.read_text(encoding="utf-8")
+    )
+    assert not missing, (
+        "Breaking change(s) since schema.released.graphql: declare each under '## Unreleased' in "
+        "CHANGELOG.md (or undo it):\n" + "\n".join(missing)
+    )
+
+
+def test_a_breaking_change_with_a_regenerated_snapshot_fails_until_declared() -> None:
+    released = "type Query { a: Int, b: String }"
+    current = "type Query { a: Int }"  # b removed, and schema.graphql regenerated to match: no drift
+    changelog = "# Changelog\n\n## Unreleased\n\n- Added Query.c.\n\n## 1.0\n\n- BREAKING: Field Query.b was removed.\n"
+    assert undeclared_breaking_changes(released, current, changelog) == [
+        "- BREAKING: Field Query.b was removed."
+    ]
+    declared = changelog.replace(
+        "## Unreleased\n", "## Unreleased\n\n- BREAKING: Field Query.b was removed.\n"
+    )
+    assert undeclared_breaking_changes(released, current, declared) == []
+    # Adding is not breaking; no declaration needed.
+    assert undeclared_breaking_changes(released, "type Query { a: Int, b: String, c: Int }", changelog) == []
