@@ -81,6 +81,9 @@ async def test_maintain_moves_the_months_default_rows_into_its_new_partition(
             (late, "scores_default"),
         ]
         assert await conn.fetchval("SELECT score FROM scores WHERE id = $1", early) == 100
+        # Moving a row between partitions is no change a client should sync: no tombstone, no new entry.
+        assert await conn.fetchval("SELECT count(*) FROM sync_changes WHERE entity = 'Score'") == 2
+        assert not await conn.fetchval("SELECT count(*) FROM sync_changes WHERE tombstone")
         indexes = await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE tablename = $1", _name(in_ten))
         assert indexes == 4  # primary key and the three scores indexes, as on partitions made directly
         # New rows of that month now land in it.

@@ -58,6 +58,11 @@ async def test_a_teacher_adds_a_student_to_their_class(clean_db: asyncpg.Pool) -
         "SELECT org_id, teacher_id, email FROM students WHERE username = 'ana.perez'"
     )
     assert row is not None and tuple(row) == (org, teacher, None)
+    # Recorded for delta sync like every write (the students trigger of 0005_sync_changes.sql).
+    change = await clean_db.fetchrow(
+        "SELECT org_id, teacher_id, entity, tombstone FROM sync_changes WHERE entity = 'Student'"
+    )
+    assert change is not None and tuple(change) == (org, teacher, "Student", False)
 
 
 async def test_invalid_fields_are_refused_all_at_once_and_nothing_is_written(clean_db: asyncpg.Pool) -> None:
