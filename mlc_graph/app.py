@@ -47,6 +47,7 @@ from mlc_graph.keys import (
 )
 from mlc_graph.platform import partition_upkeep
 from mlc_graph.platform.auth import TokenVerifier
+from mlc_graph.platform.change_partitions import ensure_change_partitions
 from mlc_graph.platform.config import Settings
 from mlc_graph.platform.db import create_pool
 from mlc_graph.platform.events import EventBus
@@ -190,6 +191,7 @@ async def _ensure_partitions(dsn: str) -> None:
         conn = await asyncpg.connect(dsn, timeout=5.0)
         try:
             created = await ensure_score_partitions(conn)
+            created += await ensure_change_partitions(conn)
         finally:
             await conn.close()
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:

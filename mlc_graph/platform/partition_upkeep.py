@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from mlc_graph.platform.change_partitions import ensure_change_partitions
 from mlc_graph.platform.config import Settings
 from mlc_graph.platform.migrate import ensure_score_partitions
 
@@ -44,7 +45,9 @@ class PartitionUpkeep:
                     return None
                 # Moving a month's rows out of scores_default may outlast the read timeout of reads.
                 await conn.execute("SET LOCAL statement_timeout = 0")
-                return await ensure_score_partitions(conn, ahead=self.ahead)
+                created = await ensure_score_partitions(conn, ahead=self.ahead)
+                # The delta-sync change log is partitioned by month too (kept MLC_SYNC_RETENTION_DAYS).
+                return created + await ensure_change_partitions(conn)
         finally:
             await conn.close()
 

@@ -132,3 +132,21 @@ async def test_the_running_server_creates_partitions_ahead(own_database: str) ->
         assert not [t for t in asyncio.all_tasks() if t.get_name() == "partition-upkeep"]
     finally:
         await conn.close()
+
+
+async def test_the_running_server_keeps_the_change_log_partitioned_ahead(own_database: str) -> None:
+    today = datetime.now(UTC).date()
+    month = today.month + 2
+    target = f"sync_changes_{today.year + (month - 1) // 12}_{(month - 1) % 12 + 1:02d}"
+    conn = await asyncpg.connect(own_database)
+    try:
+        async with app_client(http_settings(own_database, partition_upkeep_seconds=0.05)):
+            assert await conn.fetchval(PARTITION_EXISTS, target)
+            await conn.execute(f"DROP TABLE {target}")
+            for _ in range(400):
+                if await conn.fetchval(PARTITION_EXISTS, target):
+                    break
+                await asyncio.sleep(0.05)
+            assert await conn.fetchval(PARTITION_EXISTS, target)
+    finally:
+        await conn.close()
