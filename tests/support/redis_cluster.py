@@ -73,6 +73,9 @@ class Node:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                # A replica syncs at once, not after the default 5 s: a primary killed before its replica's
+                # first sync has no replica that may take over, and the cluster never heals.
+                "--repl-diskless-sync-delay", "0",
                 "--save", "",
                 "--appendonly", "yes",
                 "--appendfsync", "always",
@@ -130,7 +133,7 @@ class RedisClusterNodes:
         raise LookupError(f"slot {slot} is not served")
 
     def wait_healthy(self, within: float = 30.0) -> None:
-        """Until every live node reports cluster_state:ok and all 16384 slots are served."""
+        """Until every live node reports cluster_state:ok, all 16384 slots are served and replicas are synced."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             states = []
@@ -140,8 +143,15 @@ class RedisClusterNodes:
                 client = redis_sync.Redis(port=node.port, decode_responses=True, socket_timeout=1.0)
                 try:
                     info = client.cluster("INFO")
+                    replication = client.info("replication")
+                    # A replica counts once it has synced with its primary: only then can it take over.
+                    synced = (
+                        replication.get("role") != "slave" or replication.get("master_link_status") == "up"
+                    )
                     states.append(
-                        info.get("cluster_state") == "ok" and int(info.get("cluster_slots_ok", 0)) == 16384
+                        info.get("cluster_state") == "ok"
+                        and int(info.get("cluster_slots_ok", 0)) == 16384
+                        and synced
                     )
                 except redis_sync.RedisError:
                     states.append(False)
