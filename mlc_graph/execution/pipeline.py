@@ -18,7 +18,7 @@ from typing import Any
 from graphql import ExecutionResult, GraphQLSchema, execute
 
 from mlc_graph.execution.compiled import CompiledExecutor
-from mlc_graph.execution.documents import Documents
+from mlc_graph.execution.documents import DocumentCache, Documents
 from mlc_graph.execution.masking import client_error, unavailable, whole_response_unavailable
 from mlc_graph.execution.request import OperationRequest, Outcome
 from mlc_graph.execution.stages import Admission
@@ -46,7 +46,7 @@ class Pipeline:
         self.production = production
 
     @property
-    def cache(self) -> Any:
+    def cache(self) -> DocumentCache:
         return self.documents.cache
 
     async def admit(self, request: OperationRequest) -> None:

@@ -42,10 +42,3 @@ class TierResolver:
             self._cache.clear()
         self._cache[org_id] = (now + self.ttl_seconds, name)
         return self.table.for_tier(name)
-
-    def forget(self, org_id: int | None = None) -> None:
-        """Drop the cached tier of one organization (or all): the next operation reads the database."""
-        if org_id is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(org_id, None)
