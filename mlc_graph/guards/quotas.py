@@ -41,7 +41,7 @@ class Quotas:
         self.tiers = tiers
         self.limiter = RateLimiter(redis)
         self.sessions = SessionTracker(redis, session_idle_seconds)
-        self._admit: Any = redis.client.register_script(_ADMIT) if redis.client is not None else None
+        self._admit: Any = redis.script(_ADMIT)
 
     async def admit(
         self, principal: Principal, tier: Tier, cost: int

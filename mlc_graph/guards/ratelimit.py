@@ -207,7 +207,7 @@ class RateLimiter:
     def __init__(self, redis: RedisState) -> None:
         self.redis = redis
         self._local = _LocalWindow()
-        self._script: Any = redis.client.register_script(_SCRIPT) if redis.client is not None else None
+        self._script: Any = redis.script(_SCRIPT)
 
     async def hit(
         self, identity: str, tier: Tier, cost: int = 1, org_id: int | None = None

@@ -107,9 +107,8 @@ class SessionTracker:
         self.redis = redis
         self.idle_seconds = idle_seconds
         self._local = _LocalSessions()
-        client = redis.client
-        self._touch: Any = client.register_script(_TOUCH) if client is not None else None
-        self._end: Any = client.register_script(_END) if client is not None else None
+        self._touch: Any = redis.script(_TOUCH)
+        self._end: Any = redis.script(_END)
 
     def local_touch(self, org_id: int, sid: str, cap: int) -> SessionCheck:
         """The decision of this instance alone (Redis not configured or unavailable)."""

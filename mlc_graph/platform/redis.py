@@ -22,14 +22,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+from mlc_graph.platform.redis_wire import LuaScript, ScriptChannel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,6 +67,8 @@ def fallback_count() -> float:
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 # What callers get: either client has the commands, scripts and pub/sub the real-time layer uses.
 RedisClient = Redis | RedisCluster
+# A registered Lua script: `await script(keys=[...], args=[...])`, on either path (see RedisState.script).
+ScriptCall = Callable[..., Awaitable[Any]]
 
 
 def is_cluster_url(url: str) -> bool:
@@ -125,6 +129,8 @@ class RedisState:
         # spans. None (the default, and with tracing off) costs one attribute check per call.
         self.on_call: Callable[[str, float, bool], None] | None = None
         self.client: RedisClient | None = connect(url, timeout) if url else None
+        # The scripts every request runs go over one pipelined connection (platform/redis_wire.py).
+        self.channel = ScriptChannel(url, timeout) if url and ScriptChannel.supports(url) else None
         REDIS_UP.set(1 if url else 0)
 
     @property
@@ -139,6 +145,21 @@ class RedisState:
     def available(self) -> bool:
         """Worth trying now: configured, and either up or due for a probe."""
         return self.client is not None and (not self._down or time.monotonic() >= self._down_until)
+
+    def script(self, source: str) -> ScriptCall | None:
+        """`source` registered for `run`: on the pipelined channel for a plain redis:// URL, else on
+        redis-py's client (cluster, TLS, unix socket). None without Redis."""
+        if self.client is None:
+            return None
+        channel = self.channel
+        if channel is None:
+            return self.client.register_script(source)
+        lua = LuaScript(source)
+
+        async def call(*, keys: Sequence[str | int], args: Sequence[str | int | float]) -> Any:
+            return await channel.run(lua, keys, args)
+
+        return call
 
     def key(self, *parts: object) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
@@ -181,6 +202,8 @@ class RedisState:
             was_up = not self._down
             self.mark_down(exc)
             REDIS_FALLBACKS.labels(operation).inc()
+            if was_up and self.channel is not None:
+                self.channel.reset()
             if was_up and isinstance(client, Redis):
                 # After a Redis restart every pooled connection is dead: drop them all at once, so
                 # recovery does not cost one failed request (and one more outage) per connection.
@@ -223,5 +246,7 @@ class RedisState:
             return False
 
     async def close(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
         if self.client is not None:
             await self.client.aclose()

@@ -121,9 +121,8 @@ class LiveLeaderboards:
         self._stale: set[BoardKey] = set()
         self._stale_overflow = False
         self._listeners: list[ChangeListener] = []
-        client = redis.client
-        self._upsert: Any = client.register_script(_UPSERT) if client is not None else None
-        self._read: Any = client.register_script(_READ) if client is not None else None
+        self._upsert: Any = redis.script(_UPSERT)
+        self._read: Any = redis.script(_READ)
         redis.on_recover(self._forget_stale)
 
     def on_change(self, listener: ChangeListener) -> None:

@@ -50,9 +50,11 @@ async def redis_state(redis_prefix: str) -> AsyncIterator[RedisState]:
 class RedisServer:
     """A redis-server of our own on a spare port, which a test may stop and start again."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra: str) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.extra = extra  # more redis-server options, e.g. ("--requirepass", "secret")
+        self.password = extra[extra.index("--requirepass") + 1] if "--requirepass" in extra else None
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -67,11 +69,12 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "no",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis_sync.Redis(port=self.port)
+        client = redis_sync.Redis(port=self.port, password=self.password)
         try:
             for _ in range(100):
                 with contextlib.suppress(redis_sync.ConnectionError):
