@@ -43,6 +43,8 @@ def test_every_internal_resolves() -> None:
     assert compat.VariableValues({}, {}) is not None
     assert callable(compat.complete_leaf_value)
     assert callable(compat.get_variable_values) and callable(compat.get_argument_values)
+    assert callable(compat.get_variable_signature) and callable(compat.input_is_nested_too_deeply)
+    assert compat.VariableValueSource._fields == ("signature", "value")
 
 
 async def test_asyncio_futures_are_told_apart() -> None:

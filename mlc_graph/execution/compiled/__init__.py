@@ -39,6 +39,7 @@ from mlc_graph.execution.compiled.codegen import generate_all
 from mlc_graph.execution.compiled.compat import VariableValues, get_variable_values, strawberry_schema_of
 from mlc_graph.execution.compiled.plan import BatchResolver, Compiler, Plan, Unsupported, skip_variables
 from mlc_graph.execution.compiled.runtime import Bail, Runner
+from mlc_graph.execution.compiled.variables import VariableCoercer
 from mlc_graph.platform.db import QueryStats
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class _DocumentPlans:
     document: DocumentNode  # held so that id(document) stays unique while the entry lives
     fragments: dict[str, FragmentDefinitionNode]
     skip_names: dict[int, tuple[str, ...]] = field(default_factory=dict)  # by id(operation)
+    coercers: dict[int, VariableCoercer] = field(default_factory=dict)  # by id(operation)
     sightings: int = 0
     plans: dict[tuple[Any, ...], Plan | None] = field(default_factory=dict)
 
@@ -129,10 +131,15 @@ class CompiledExecutor:
         return entry
 
     def plan_for(
-        self, document: DocumentNode, operation: OperationDefinitionNode, variables: VariableValues
+        self,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        variables: VariableValues,
+        entry: _DocumentPlans | None = None,
     ) -> Plan | None:
         """The compiled plan for this operation and these @skip/@include values; None: use graphql-core."""
-        entry = self._document_plans(document)
+        if entry is None:
+            entry = self._document_plans(document)
         if entry.sightings < self.compile_after:
             entry.sightings += 1
             if entry.sightings < self.compile_after:
@@ -177,14 +184,22 @@ class CompiledExecutor:
         variables: Mapping[str, Any] | None,
         operation_name: str | None,
     ) -> ExecutionResult:
-        coerced = get_variable_values(
-            self.schema,
-            operation.variable_definitions or (),
-            dict(variables or {}),
-            50,
-            self.hide_suggestions,
-        )
-        plan = None if isinstance(coerced, list) else self.plan_for(document, operation, coerced)
+        entry = self._document_plans(document)
+        coercer = entry.coercers.get(id(operation))
+        if coercer is None:
+            coercer = entry.coercers[id(operation)] = VariableCoercer(
+                self.schema, operation.variable_definitions or ()
+            )
+        coerced: VariableValues | list[Any] | None = coercer.coerce(variables or {})
+        if coerced is None:  # an error or a default: graphql-core's own coercion decides
+            coerced = get_variable_values(
+                self.schema,
+                operation.variable_definitions or (),
+                dict(variables or {}),
+                50,
+                self.hide_suggestions,
+            )
+        plan = None if isinstance(coerced, list) else self.plan_for(document, operation, coerced, entry)
         if plan is not None:
             assert isinstance(coerced, VariableValues)
             run_context = _isolated(context)

@@ -9,7 +9,9 @@ then prove the compiled answers still equal graphql-core's byte for byte.
                  converter._exception_handler_specs   field exception handlers (then: not compiled)
                  resolver.wrapped_func        the resolver function under Strawberry's wrapper
                  GraphQLCoreConverter, convert_arguments, StrawberryField, StrawberryMaybe/Optional
-    graphql-core graphql.execution.values     VariableValues, get_variable_values, get_argument_values
+    graphql-core graphql.execution.values     VariableValues, VariableValueSource, get_variable_values,
+                                              input_is_nested_too_deeply, get_argument_values
+                 graphql.execution.get_variable_signature   get_variable_signature
                  graphql.execution.executor   Executor.complete_leaf_value (leaf serialization)
                  GraphQLResolveInfo           its 14 positional fields, built by keyword below
     asyncio      Future._asyncio_future_blocking   how a Task knows a yielded future is an asyncio one
@@ -22,7 +24,14 @@ from typing import Any
 
 from graphql import GraphQLResolveInfo
 from graphql.execution.executor import Executor as _GraphQLCoreExecutor
-from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
+from graphql.execution.get_variable_signature import get_variable_signature
+from graphql.execution.values import (
+    VariableValues,
+    VariableValueSource,
+    get_argument_values,
+    get_variable_values,
+    input_is_nested_too_deeply,
+)
 from graphql.pyutils import is_awaitable
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
@@ -93,12 +102,15 @@ __all__ = [
     "StrawberryField",
     "StrawberryMaybe",
     "StrawberryOptional",
+    "VariableValueSource",
     "VariableValues",
     "complete_leaf_value",
     "convert_arguments",
     "get_argument_values",
+    "get_variable_signature",
     "get_variable_values",
     "has_field_exception_handlers",
+    "input_is_nested_too_deeply",
     "resolve_info",
     "resolver_function",
     "strawberry_schema_of",
