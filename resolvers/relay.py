@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -17,6 +18,12 @@ from mlc_graph.platform.errors import BadUserInputError, NotFoundError
 T = TypeVar("T")
 
 
+# Pure functions of small keys, called for every id and cursor of every page (150 ids on a library page):
+# remembered per process, bounded (an entry is ~150 bytes).
+_MEMO = 65536
+
+
+@functools.lru_cache(maxsize=_MEMO)
 def encode_global_id(type_name: str, pk: int) -> str:
     return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
 
@@ -46,6 +53,17 @@ def _cursor_default(value: Any) -> Any:
 
 
 def encode_cursor(keyset: Sequence[Any]) -> str:
+    if type(keyset) is tuple:  # the rows' keysets: hashable
+        return _encode_keyset(keyset)
+    return _encode(keyset)
+
+
+@functools.lru_cache(maxsize=_MEMO)
+def _encode_keyset(keyset: tuple[Any, ...]) -> str:
+    return _encode(keyset)
+
+
+def _encode(keyset: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(list(keyset), default=_cursor_default)).decode().rstrip("=")
 
 

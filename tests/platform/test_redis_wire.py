@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis as redis_sync
@@ -199,3 +200,27 @@ async def test_redis_state_runs_scripts_on_the_channel_and_degrades_when_redis_d
         assert await state.run("echo", lambda _r: echo(keys=["k"], args=["w", 6])) == ["k", "w", 12]
     finally:
         await state.close()
+
+
+async def test_the_calls_of_one_loop_turn_leave_in_one_write(redis_server: RedisServer) -> None:
+    """Counted on the transport: 40 calls issued together are one write; a later call is another."""
+    chan = ScriptChannel(redis_server.url, timeout=2.0)
+    try:
+        await chan.run(ECHO, ["a"], ["b", 1])  # connected, script loaded
+        wire = chan._wire
+        assert wire is not None and wire.transport is not None
+        writes: list[bytes] = []
+        real_write = wire.transport.write
+
+        def counting(data: Any) -> None:
+            writes.append(data)
+            real_write(data)
+
+        wire.transport.write = counting  # type: ignore[method-assign]
+        results = await asyncio.gather(*(chan.run(ECHO, ["k"], ["v", i]) for i in range(40)))
+        assert results == [["k", "v", 2 * i] for i in range(40)]
+        assert len(writes) == 1 and writes[0].count(b"EVALSHA") == 40
+        await chan.run(ECHO, ["k"], ["v", 0])
+        assert len(writes) == 2
+    finally:
+        await chan.close()
