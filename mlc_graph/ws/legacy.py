@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from mlc_graph.ws.subscriptions import PROTOCOLS, Connection, _Close
+from mlc_graph.ws.subscriptions import PROTOCOLS, CloseSocket, Connection
 
 PROTOCOL = "graphql-ws"
 KEEPALIVE_SECONDS = 15.0
@@ -71,22 +71,22 @@ class LegacyConnection(Connection):
         elif kind == "connection_terminate":
             await self.ws.close()
         else:
-            raise _Close(4400, f"Invalid message received: unknown type {kind!r}")
+            raise CloseSocket(4400, f"Invalid message received: unknown type {kind!r}")
 
     @staticmethod
     def _parse(text: str) -> dict[str, Any]:
         try:
             message = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            raise _Close(4400, "Invalid message received: not JSON") from exc
+            raise CloseSocket(4400, "Invalid message received: not JSON") from exc
         if not isinstance(message, dict):
-            raise _Close(4400, "Invalid message received: not an object")
+            raise CloseSocket(4400, "Invalid message received: not an object")
         return message
 
     async def _init(self, payload: Any) -> None:
         try:
             await super()._init(payload)
-        except _Close as refused:
+        except CloseSocket as refused:
             if refused.code == 4403:  # the protocol tells the client why before the socket closes
                 await self.send({"type": "connection_error", "payload": {"message": refused.reason}})
             raise

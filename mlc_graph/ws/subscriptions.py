@@ -52,7 +52,7 @@ INIT_TIMEOUT_SECONDS = 3.0
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("graphql_sockets")
 
 
-class _Close(Exception):  # noqa: N818 - control flow: close the socket with this code
+class CloseSocket(Exception):  # noqa: N818 - control flow: close the socket with this code
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
@@ -99,9 +99,9 @@ class Connection:
         try:
             async for msg in self.ws:
                 if msg.type is not WSMsgType.TEXT:
-                    raise _Close(4400, "Only text frames carry graphql-transport-ws messages")
+                    raise CloseSocket(4400, "Only text frames carry graphql-transport-ws messages")
                 await self.handle(msg.data)
-        except _Close as close:
+        except CloseSocket as close:
             await self.ws.close(code=close.code, message=close.reason.encode()[:120])
         except Exception:
             # e.g. the database down while admitting: graphql-ws's 4500, never an unclosed socket.
@@ -143,7 +143,7 @@ class Connection:
         try:
             message = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            raise _Close(4400, "Invalid message received: not JSON") from exc
+            raise CloseSocket(4400, "Invalid message received: not JSON") from exc
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "connection_init":
             await self._init(message.get("payload"))
@@ -158,21 +158,21 @@ class Connection:
             if task is not None:
                 task.cancel()
         else:
-            raise _Close(4400, f"Invalid message received: unknown type {kind!r}")
+            raise CloseSocket(4400, f"Invalid message received: unknown type {kind!r}")
 
     async def _init(self, payload: Any) -> None:
         if self.init_received:
-            raise _Close(4429, "Too many initialisation requests")
+            raise CloseSocket(4429, "Too many initialisation requests")
         self.init_received = True
         try:
             principal, expires = await _principal_from(payload, self.app[TOKENS])
         except AuthError as exc:
-            raise _Close(4403, f"Forbidden: {exc}") from exc
+            raise CloseSocket(4403, f"Forbidden: {exc}") from exc
         tier = await self.tiers.tier_of(principal.org_id)
         session = await self.quotas.admit_session(principal, tier)
         if not session.admitted:
             reason = "SESSION_ENDED" if session.ended else f"SESSION_LIMIT {session.active}/{session.cap}"
-            raise _Close(4403, f"Forbidden: {reason}")
+            raise CloseSocket(4403, f"Forbidden: {reason}")
         self.principal = principal
         self._keepalive = asyncio.create_task(self._keep_session())
         self._expiry = asyncio.get_running_loop().call_later(max(0.0, expires - time.time()), self._expired)
@@ -187,11 +187,11 @@ class Connection:
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
         if self.principal is None:
-            raise _Close(4401, "Unauthorized")
+            raise CloseSocket(4401, "Unauthorized")
         op_id = message.get("id")
         payload = message.get("payload")
         if not isinstance(op_id, str) or not op_id or not isinstance(payload, dict):
-            raise _Close(4400, "Invalid message received: subscribe needs an 'id' and a 'payload'")
+            raise CloseSocket(4400, "Invalid message received: subscribe needs an 'id' and a 'payload'")
         query = payload.get("query")
         variables = payload.get("variables")
         name = payload.get("operationName")
@@ -202,9 +202,9 @@ class Connection:
             or not (name is None or isinstance(name, str))
             or not (extensions is None or isinstance(extensions, dict))
         ):
-            raise _Close(4400, "Invalid message received: malformed subscribe payload")
+            raise CloseSocket(4400, "Invalid message received: malformed subscribe payload")
         if op_id in self.operations:
-            raise _Close(4409, f"Subscriber for {op_id} already exists")
+            raise CloseSocket(4409, f"Subscriber for {op_id} already exists")
         cap = self.settings.max_subscriptions_per_connection
         if len(self.operations) >= cap:
             await self._error(
