@@ -1,10 +1,13 @@
-"""Schema directives that price a field where it is declared (Apollo demand-control style).
+"""Schema directives read once per schema at start-up, and shown in schema.graphql for clients to see.
 
-`mlc_graph.guards.cost` reads them once per schema at start-up; they also appear in schema.graphql so clients
-can see what a field costs before they send a query.
+`@cost` and `@listSize` price a field where it is declared (Apollo demand-control style; read by
+`mlc_graph.guards.cost`). `@cacheControl` says how long an answer that selects a type or field may be
+cached, and by whom (Apollo Server's directive, same rules; read by `mlc_graph.execution.cache_policy`).
 """
 
 from __future__ import annotations
+
+import enum
 
 import strawberry
 from strawberry.schema_directive import Location
@@ -36,4 +39,25 @@ class ListSize:
     require_one_slicing_argument: bool | None = strawberry.UNSET  # unset means true
 
 
-__all__ = ["Cost", "ListSize"]
+@strawberry.enum(description="Who may keep a cached answer: any cache (a CDN) or only the caller's own.")
+class CacheControlScope(enum.Enum):
+    PUBLIC = "PUBLIC"
+    PRIVATE = "PRIVATE"
+
+
+@strawberry.schema_directive(
+    locations=[Location.FIELD_DEFINITION, Location.OBJECT, Location.INTERFACE, Location.UNION],
+    name="cacheControl",
+    description=(
+        "How long (seconds) an answer selecting this may be cached, and by whom. An answer's policy is the "
+        "lowest maxAge of its fields and PRIVATE if any is; a root field, or a field returning an object, "
+        "without a hint is 0 (not cacheable) unless inheritMaxAge; scalar fields take their parent's."
+    ),
+)
+class CacheControl:
+    max_age: int | None = strawberry.UNSET
+    scope: CacheControlScope | None = strawberry.UNSET
+    inherit_max_age: bool | None = strawberry.UNSET
+
+
+__all__ = ["CacheControl", "CacheControlScope", "Cost", "ListSize"]

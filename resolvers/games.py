@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 
 from loaders.games import CategoryRow, GameFilterArgs, GameRow, LevelRow, fetch_all_categories
-from resolvers.directives import ListSize
+from resolvers.directives import CacheControl, ListSize
 from resolvers.enums import Difficulty, GameStatus
 from resolvers.info import Info
 from resolvers.relay import (
@@ -29,7 +29,16 @@ async def resolve_level(root: GameRow, info: Info) -> Level:
     return await info.context.loaders.levels_by_id.load(root.level_id)  # type: ignore[return-value]
 
 
-@strawberry.type(description="A music-theory game students play.")
+# How long a CDN may serve the catalogue (docs/HTTP.md, "HTTP caching"): it is the same for every
+# organization and user. Games go live and get edited now and then; categories and levels hardly ever.
+GAMES_MAX_AGE = 300
+CATALOGUE_MAX_AGE = 3600
+
+
+@strawberry.type(
+    description="A music-theory game students play.",
+    directives=[CacheControl(max_age=GAMES_MAX_AGE)],
+)
 class Game(Node):
     id: strawberry.ID = global_id_field("Game")
     title: str
@@ -61,15 +70,19 @@ async def resolve_category_games(
     return connection_from_page(page, after is not None, count)
 
 
-@strawberry.type(description="A family of games (Rhythm, Intervals, ...).")
+@strawberry.type(
+    description="A family of games (Rhythm, Intervals, ...).",
+    directives=[CacheControl(max_age=CATALOGUE_MAX_AGE)],
+)
 class Category(Node):
     id: strawberry.ID = global_id_field("Category")
     name: str
     description: str
+    # The list changes as games go live, so its count too: the games' age, not the category's.
     games: Connection[Game] = strawberry.field(
         resolver=resolve_category_games,
         description="Live games of the category, newest first.",
-        directives=[ListSize(slicing_arguments=["first"])],
+        directives=[ListSize(slicing_arguments=["first"]), CacheControl(max_age=GAMES_MAX_AGE)],
     )
 
     @classmethod
@@ -77,7 +90,10 @@ class Category(Node):
         return isinstance(obj, CategoryRow)
 
 
-@strawberry.type(description="A step of the curriculum, from first lessons to advanced.")
+@strawberry.type(
+    description="A step of the curriculum, from first lessons to advanced.",
+    directives=[CacheControl(max_age=CATALOGUE_MAX_AGE)],
+)
 class Level(Node):
     id: strawberry.ID = global_id_field("Level")
     name: str

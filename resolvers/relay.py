@@ -14,6 +14,7 @@ import strawberry
 
 from loaders.pagination import MAX_PAGE_SIZE, Page, PageArgs
 from mlc_graph.platform.errors import BadUserInputError, NotFoundError
+from resolvers.directives import CacheControl
 
 T = TypeVar("T")
 
@@ -127,7 +128,8 @@ def global_id_field(type_name: str) -> Any:
     )
 
 
-@strawberry.type
+# The wrappers of a list add nothing to cache for: they are as fresh as the field that returned them.
+@strawberry.type(directives=[CacheControl(inherit_max_age=True)])
 class PageInfo:
     has_next_page: bool
     has_previous_page: bool
@@ -140,7 +142,7 @@ def resolve_cursor(root: Edge[Any]) -> str:
     return encode_cursor(root.node.keyset)
 
 
-@strawberry.type
+@strawberry.type(directives=[CacheControl(inherit_max_age=True)])
 class Edge(Generic[T]):
     cursor: str = strawberry.field(resolver=resolve_cursor)
     node: T
@@ -157,7 +159,7 @@ async def count_nothing() -> int:
     return 0
 
 
-@strawberry.type
+@strawberry.type(directives=[CacheControl(inherit_max_age=True)])
 class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo

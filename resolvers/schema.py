@@ -12,8 +12,17 @@ from resolvers.assignment_writes import AssignmentMutation
 from resolvers.assignments import Assignment
 from resolvers.badges import Badge
 from resolvers.changes import SYNC_TOKEN_SCALAR, ChangeFeed, SyncToken, resolve_changes
-from resolvers.directives import Cost, ListSize
-from resolvers.games import Category, Game, GameFilter, Level, resolve_categories, resolve_games
+from resolvers.directives import CacheControl, CacheControlScope, Cost, ListSize
+from resolvers.games import (
+    CATALOGUE_MAX_AGE,
+    GAMES_MAX_AGE,
+    Category,
+    Game,
+    GameFilter,
+    Level,
+    resolve_categories,
+    resolve_games,
+)
 from resolvers.info import Info
 from resolvers.leaderboards import Leaderboard, resolve_leaderboard
 from resolvers.organizations import Organization
@@ -53,15 +62,22 @@ class Query:
     viewer: Viewer = strawberry.field(resolver=resolve_viewer, description="The signed-in user.")
     student: Student | None = strawberry.field(resolver=resolve_student)
     teacher: Teacher | None = strawberry.field(resolver=resolve_teacher)
-    game: Game | None = strawberry.field(resolver=resolve_game)
+    # PRIVATE: admins also see draft games by id, so the answer depends on who asks.
+    game: Game | None = strawberry.field(
+        resolver=resolve_game,
+        directives=[CacheControl(max_age=GAMES_MAX_AGE, scope=CacheControlScope.PRIVATE)],
+    )
+    # The library and the categories are live rows only, the same for every caller: shared caches may
+    # serve them (docs/HTTP.md, "HTTP caching").
     games: Connection[Game] = strawberry.field(
         resolver=resolve_games,
         description="The live game library, newest first.",
-        directives=[ListSize(slicing_arguments=["first"])],
+        directives=[ListSize(slicing_arguments=["first"]), CacheControl(max_age=GAMES_MAX_AGE)],
     )
     # Priced as 20 categories: the catalogue has 8 and grows slowly.
     categories: list[Category] = strawberry.field(
-        resolver=resolve_categories, directives=[ListSize(assumed_size=20)]
+        resolver=resolve_categories,
+        directives=[ListSize(assumed_size=20), CacheControl(max_age=CATALOGUE_MAX_AGE)],
     )
     # Costs: a ranked read over best scores (10), a report that aggregates a whole class (100).
     leaderboard: Leaderboard = strawberry.field(
