@@ -1,14 +1,15 @@
 """Parsed and validated documents, cached by their text (bounded LRU), with the static limits applied.
 
 A document's verdict (parse errors, limit errors, validation errors) is computed once per distinct text
-and cached with it, so a repeated abusive document costs a dictionary lookup.
+and cached with it, so a repeated abusive document costs a dictionary lookup; so is each query's cache
+policy (mlc_graph.execution.cache_policy), whichever executor later runs it.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from graphql import (
     DocumentNode,
@@ -28,6 +29,8 @@ from graphql import (
 )
 from graphql.validation import ASTValidationRule
 
+from mlc_graph.execution.cache_policy import CacheHints, CachePolicy
+
 # Documents longer than this are parsed every time instead of cached: the cache is bounded by count, and
 # a handful of megabyte-sized documents must not be able to pin memory.
 MAX_CACHED_DOCUMENT_CHARS = 100_000
@@ -44,6 +47,8 @@ class ParsedDocument:
     errors: tuple[GraphQLError, ...]
     operations: Mapping[str | None, OperationDefinitionNode]
     introspection_only: frozenset[str | None]
+    # Only the operations whose answer may be cached (queries with a max age above 0).
+    cache_policies: Mapping[str | None, CachePolicy] = field(default_factory=dict)
 
 
 class DocumentCache:
@@ -142,6 +147,7 @@ class Documents:
         self.production = production
         self.max_tokens = max_tokens
         self.cache = DocumentCache(cache_size)
+        self.cache_hints = CacheHints(schema)
         self._rules: list[type[ASTValidationRule]] = [*specified_rules, *rules]
         if production:
             self._rules.append(NoSchemaIntrospectionCustomRule)
@@ -182,4 +188,12 @@ class Documents:
         introspective = frozenset(
             name for name, op in operations.items() if _is_introspection_only(op, fragments)
         )
-        return ParsedDocument(document, (), operations, introspective)
+        policies: dict[str | None, CachePolicy] = {}
+        for name, op in operations.items():
+            if name is None and op.name is not None:
+                policy = policies.get(op.name.value)  # the sole operation, indexed twice: computed once
+            else:
+                policy = self.cache_hints.policy(op, fragments)
+            if policy is not None:
+                policies[name] = policy
+        return ParsedDocument(document, (), operations, introspective, policies)
