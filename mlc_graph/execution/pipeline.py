@@ -69,8 +69,9 @@ class Pipeline:
     async def run(self, request: OperationRequest) -> Outcome:
         """Admit and complete one operation; never raises (bugs are masked and logged)."""
         outcome = await self._guarded(request)
-        if request.context.response_headers:
-            # Headers a stage set for every response of the request (RateLimit-*), refused or not.
+        if request.context.response_headers and (outcome.cache is None or not outcome.cache.public):
+            # Headers a stage set for every response of the request (RateLimit-*), refused or not; they
+            # are the caller's own, so an answer shared caches may serve to anyone goes without them.
             outcome.headers = {**request.context.response_headers, **outcome.headers}
         return outcome
 
@@ -141,4 +142,5 @@ class Pipeline:
             context.extensions["sqlStatements"] = context.stats.statements
         if context.extensions:
             body["extensions"] = context.extensions
-        return Outcome(body, status, legacy_status, headers)
+        cache = request.answer_policy() if request.cache is not None else None  # POSTs skip the call
+        return Outcome(body, status, legacy_status, headers, cache)

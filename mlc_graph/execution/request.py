@@ -9,6 +9,7 @@ from typing import Any
 
 from graphql import DocumentNode, ExecutionResult, OperationDefinitionNode
 
+from mlc_graph.execution.cache_policy import CachePolicy
 from mlc_graph.guards.cost import CostAnalysis
 from resolvers.context import Context
 
@@ -56,8 +57,18 @@ class OperationRequest:
     operation: OperationDefinitionNode | None = None
     introspection_only: bool = False
     price: Price | None = None
+    # The document's cache policy, for GET queries over HTTP only (every other answer is no-store).
+    cache: CachePolicy | None = None
     # Set by a stage that answers in place of execution (the cost dry run), else by execution.
     result: ExecutionResult | None = None
+
+    def answer_policy(self) -> CachePolicy | None:
+        """The cache policy of the answer: the document's, when the operation ran and raised no error
+        (an error may be transient or the caller's own; a dry run answers no data)."""
+        result = self.result
+        if self.cache is None or result is None or result.errors or result.data is None:
+            return None
+        return self.cache
 
 
 @dataclass(slots=True)
@@ -68,3 +79,4 @@ class Outcome:
     status: int = 200
     legacy_status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    cache: CachePolicy | None = None  # None: no-store

@@ -9,6 +9,7 @@ built by `admission_stages` below; execution follows, then the finishers:
     3 anonymous         principal                         UNAUTHENTICATED (before any parse, in production)
     4 document          query                 document    GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED,
                                               operation   static limits, METHOD_NOT_ALLOWED (GET mutation)
+                                              cache       (a GET query's cache policy, kept with the document)
     5 authorize         document, principal               UNAUTHENTICATED (only introspection is anonymous)
     6 tier              principal             tier        (never: an unknown organization is the trial)
     7 route             operation, tier                   (tags the SQL, picks primary or replica)
@@ -138,11 +139,12 @@ class AnonymousStage:
 
 @dataclass(frozen=True, slots=True)
 class DocumentStage:
-    """The parsed, validated document (cached by text) and the operation the request names."""
+    """The parsed, validated document (cached by text), the operation the request names, and for a GET
+    over HTTP its cache policy (mlc_graph.http.caching sends it; every other answer is no-store)."""
 
     name: ClassVar[str] = "document"
     needs: ClassVar[frozenset[str]] = frozenset({"query"})
-    provides: ClassVar[frozenset[str]] = frozenset({"document", "operation"})
+    provides: ClassVar[frozenset[str]] = frozenset({"document", "operation", "cache"})
     documents: Documents
 
     def run(self, request: OperationRequest) -> None:
@@ -180,6 +182,8 @@ class DocumentStage:
         request.document = parsed.document
         request.operation = operation
         request.introspection_only = name in parsed.introspection_only
+        if request.method == "GET" and request.transport is Transport.HTTP:
+            request.cache = parsed.cache_policies.get(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +339,10 @@ class ReportCost:
         data = request.result.data if request.result is not None else None
         include = _truthy(request.headers.get(INCLUDE_FIELDS_HEADER))
         cost = price.analysis.extension(data, price.budget, include)
+        shared = request.answer_policy() if request.cache is not None else None
+        if shared is not None and shared.public:
+            # The budget is the caller's tier's: an answer any caller may be served leaves it out.
+            del cost["budget"]
         request.context.extensions["cost"] = cost
         record = current_record()
         if record is not None:

@@ -90,14 +90,21 @@ async def maybe_compress(request: web.Request, response: web.StreamResponse) -> 
         response.headers["Vary"] = "Accept-Encoding"
     elif "accept-encoding" not in vary.lower():
         response.headers["Vary"] = vary + ", Accept-Encoding"
-    encoding = choose_encoding(request.headers.get("Accept-Encoding"))
+    packed, encoding = await encode(body, request.headers.get("Accept-Encoding"))
     if encoding is None:
         return response
-    if len(body) > THREAD_BYTES:
-        packed = await asyncio.get_running_loop().run_in_executor(None, compress, body, encoding)
-    else:
-        packed = compress(body, encoding)
     assert isinstance(response, web.Response)
     response.body = packed
     response.headers["Content-Encoding"] = encoding
     return response
+
+
+async def encode(body: bytes, accept_encoding: str | None) -> tuple[bytes, str | None]:
+    """`body` as it goes out to a client sending `accept_encoding`, and its Content-Encoding (None: as is);
+    for callers that must know the bytes before sending them (mlc_graph.http.caching: the ETag)."""
+    encoding = choose_encoding(accept_encoding) if len(body) > MIN_BYTES else None
+    if encoding is None:
+        return body, None
+    if len(body) > THREAD_BYTES:
+        return await asyncio.get_running_loop().run_in_executor(None, compress, body, encoding), encoding
+    return compress(body, encoding), encoding

@@ -5,6 +5,9 @@ Status codes with `application/graphql-response+json`: 200 when execution ran, 4
 413 body too large, 415 unsupported content type, 503 database down. With `application/json` (legacy
 clients, and the default without an Accept header) parse and validation errors are 200 as the spec
 asks; wrongly typed variables and malformed HTTP requests (bad JSON, wrong member types) are 400 with both.
+
+Every JSON answer says `Cache-Control: no-store`, except GET query answers the schema's hints allow
+caches to keep (mlc_graph.http.caching).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from aiohttp.typedefs import Handler
 from multidict import MultiMapping
 
 from mlc_graph.execution.request import GraphQLParams, OperationRequest, Outcome, Transport
-from mlc_graph.http import graphiql, readiness
+from mlc_graph.http import caching, graphiql, readiness
 from mlc_graph.keys import EVENTS, PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS, TOKENS
 from mlc_graph.observability.logs import request_id_from
 from mlc_graph.platform.auth import Principal, bearer_token
@@ -51,6 +54,7 @@ def json_response(
 ) -> web.Response:
     response = web.Response(body=orjson.dumps(body), status=status, headers=headers)
     response.headers["Content-Type"] = _CONTENT_TYPES[media]
+    response.headers["Cache-Control"] = caching.NO_STORE
     return response
 
 
@@ -248,6 +252,19 @@ def _respond(outcome: Outcome, media: str) -> web.Response:
     return json_response(outcome.body, status, media, outcome.headers)
 
 
+async def _respond_cacheable(request: web.Request, outcome: Outcome, media: str) -> web.Response:
+    assert outcome.cache is not None
+    return await caching.cacheable_response(
+        request,
+        orjson.dumps(outcome.body),
+        outcome.status if media == GRAPHQL_RESPONSE else outcome.legacy_status,
+        _CONTENT_TYPES[media],
+        outcome.headers,
+        outcome.cache,
+        request.app[SETTINGS].compression,
+    )
+
+
 async def graphql_handler(request: web.Request) -> web.StreamResponse:
     """POST and GET /graphql (and GraphiQL for browsers in development)."""
     settings = request.app[SETTINGS]
@@ -270,6 +287,8 @@ async def graphql_handler(request: web.Request) -> web.StreamResponse:
     except BadRequest as exc:
         return json_response(refusal_body(exc.errors()), exc.status, media, exc.headers)
     outcome = await request.app[PIPELINE].run(_prepared(request, params, principal, Transport.HTTP))
+    if outcome.cache is not None:
+        return await _respond_cacheable(request, outcome, media)
     return _respond(outcome, media)
 
 

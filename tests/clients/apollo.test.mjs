@@ -24,7 +24,14 @@ function recordingFetch(log) {
     const extensions = body ? body.extensions : JSON.parse(url.searchParams.get("extensions") ?? "null");
     const query = body ? body.query : url.searchParams.get("query");
     const response = await fetch(input, init);
-    log.push({ method, hash: extensions?.persistedQuery?.sha256Hash ?? null, query: query ?? null, status: response.status });
+    log.push({
+      method,
+      hash: extensions?.persistedQuery?.sha256Hash ?? null,
+      query: query ?? null,
+      status: response.status,
+      cacheControl: response.headers.get("cache-control"),
+      etag: response.headers.get("etag"),
+    });
     return response;
   };
 }
@@ -75,6 +82,8 @@ test("APQ: the hash alone over GET, the document once on a miss, then the hash a
   assert.equal(retry.hash, miss.hash);
   assert.equal(sha256(retry.query), retry.hash, "the retry sends the document the hash names");
   assert.equal(retry.status, 200);
+  // Neither the miss (an error) nor the POST may be kept by any cache.
+  assert.deepEqual([miss.cacheControl, retry.cacheControl], ["no-store", "no-store"]);
 
   // Another client (a fresh cache, say a second tab) now gets the answer from the hash alone over GET.
   const again = [];
@@ -84,6 +93,9 @@ test("APQ: the hash alone over GET, the document once on a miss, then the hash a
     { method: "GET", query: null, status: 200 },
   ]);
   assert.equal(again[0].hash, miss.hash);
+  // That short GET is what a CDN may serve: the catalogue is the same for everyone (docs/HTTP.md).
+  assert.equal(again[0].cacheControl, "public, max-age=300");
+  assert.match(again[0].etag, /^"[0-9a-f]{32}(-br|-gzip)?"$/);
 });
 
 test("mutations go over POST with their document; the leaderboard subscription sees the new score", async () => {
