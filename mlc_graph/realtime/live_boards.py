@@ -36,6 +36,9 @@ _MICROSECOND = timedelta(microseconds=1)
 BOARD_TTL_SECONDS = 7 * 24 * 3600
 _REBUILD_CHUNK = 500
 _MAX_STALE = 10_000
+# Decoded top pages, by board and page size, with the reply they came from: a board read again unchanged
+# (the common case: many pupils watch one board) reuses its lines instead of decoding 50 members again.
+_MAX_PAGES = 4_096
 
 # KEYS[1] board, KEYS[2] idx. ARGV[1] '1' to mark built, ARGV[2] ttl, then (student, -score, member)*.
 _UPSERT = """
@@ -121,6 +124,7 @@ class LiveLeaderboards:
         self._stale: set[BoardKey] = set()
         self._stale_overflow = False
         self._listeners: list[ChangeListener] = []
+        self._pages: dict[tuple[BoardKey, int], tuple[list[str], list[LiveEntry]]] = {}
         self._upsert: Any = redis.script(_UPSERT)
         self._read: Any = redis.script(_READ)
         redis.on_recover(self._forget_stale)
@@ -173,7 +177,15 @@ class LiveLeaderboards:
             if int(raw[0]) == 0:
                 raise RedisUnavailable("board vanished during rebuild")
         _, top, mine, size = raw
-        entries = [decode_entry(top[i], top[i + 1], i // 2 + 1) for i in range(0, len(top), 2)]
+        page = (board, first)
+        known = self._pages.get(page)
+        if known is not None and known[0] == top:  # the same members and scores: the same lines
+            entries = list(known[1])
+        else:
+            entries = [decode_entry(top[i], top[i + 1], i // 2 + 1) for i in range(0, len(top), 2)]
+            if len(self._pages) >= _MAX_PAGES:
+                self._pages.clear()
+            self._pages[page] = (top, list(entries))
         viewer = decode_entry(mine[0], mine[1], int(mine[2]) + 1) if mine else None
         return LiveBoard(entries=entries, viewer=viewer, size=int(size), rebuilt=rebuilt)
 

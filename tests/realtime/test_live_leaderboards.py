@@ -349,3 +349,32 @@ async def test_random_boards_with_many_ties_rank_like_postgresql(
             await client.delete(*boards.keys(board))
             live = await boards.read(db, board, 100)
             assert _sql_order(live.entries) == _sql_order(await fetch_top(db, board, 100))
+
+
+async def test_an_unchanged_page_is_reused_and_a_changed_one_read_anew(
+    clean_db: asyncpg.Pool, redis_state: RedisState
+) -> None:
+    """Lines decoded for a page are reused only while Redis returns the same members and scores; a write
+    from another instance (its own LiveLeaderboards) shows on this one's next read."""
+    game, org_a, t_a1, a, _ = await _school(clean_db)
+    reader, writer = LiveLeaderboards(redis_state), LiveLeaderboards(redis_state)
+    db = Executor(clean_db, QueryStats())
+    board = BoardKey(game, "GLOBAL", None)
+    for i, student in enumerate(a[:3]):
+        await factories.make_score(clean_db, org_a, student, game, 100 * (i + 1), at=T0)
+    first = await reader.read(db, board, 10)
+    again = await reader.read(db, board, 10)
+    assert [e.student_id for e in first.entries] == [a[2], a[1], a[0]]
+    assert again.entries == first.entries and again.entries[0] is first.entries[0]  # reused
+    assert again.entries is not first.entries  # each caller gets its own list
+    shorter = await reader.read(db, board, 2)
+    assert [e.student_id for e in shorter.entries] == [a[2], a[1]]
+
+    await factories.make_score(clean_db, org_a, a[0], game, 900, at=T0 + timedelta(minutes=1))
+    best_at = T0 + timedelta(minutes=1)
+    await writer.score_committed(ScoreCommitted(1, game, a[0], org_a, t_a1, 900, "challenge", 900, best_at))
+    after = await reader.read(db, board, 10)
+    assert [(e.rank, e.student_id, e.score) for e in after.entries] == [
+        (1, a[0], 900), (2, a[2], 300), (3, a[1], 200)
+    ]  # fmt: skip
+    assert _sql_order(after.entries) == _sql_order(await fetch_top(db, board, 10))
