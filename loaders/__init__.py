@@ -66,7 +66,7 @@ class Loaders:
         return Loader(self.db, fetch_student_pages_by_teachers)
 
     @cached_property
-    def student_count_by_teacher(self) -> Loader[int, int]:
+    def student_count_by_teacher(self) -> Loader[tuple[int, Hashable], int]:
         return Loader(self.db, count_students_by_teachers)
 
     @cached_property

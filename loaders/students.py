@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from loaders.base import by_id, check_columns
-from loaders.pagination import EMPTY_PAGE, Page, PageArgs, group_by_args, pages_by_parent
+from loaders.pagination import (
+    EMPTY_PAGE,
+    Page,
+    PageArgs,
+    counts_in_key_order,
+    group_by_args,
+    pages_by_parent,
+    parents_by_filter,
+)
 from mlc_graph.platform.db import Executor
 
 # password_hash and email are never selected: they cannot leak through any resolver.
@@ -18,22 +26,36 @@ STUDENT_COLUMNS = _COLUMNS  # what a write that returns a StudentRow selects
 
 SELECT_STUDENTS_BY_IDS = f"SELECT {_COLUMNS} FROM students WHERE id = ANY($1::bigint[])"  # noqa: S608
 
+# The status is written into the statement as a literal, never bound: the active roster's index
+# (idx_students_teacher_active_name, partial on status = 'active') is usable only when the planner can
+# prove its predicate from the query, and a generic plan for `status = $n` cannot.
+_STATUS = {None: "", "active": "AND status = 'active'", "inactive": "AND status = 'inactive'"}
 _PAGE = f"""
 SELECT s.* FROM unnest($1::bigint[]) AS p(teacher_id)
 CROSS JOIN LATERAL (
     SELECT {_COLUMNS} FROM students
-    WHERE teacher_id = p.teacher_id {{after}}
+    WHERE teacher_id = p.teacher_id {{status}} {{after}}
     ORDER BY last_name, first_name, id
     LIMIT $2
 ) s
 """  # noqa: S608
-SELECT_STUDENT_PAGES_BY_TEACHERS = _PAGE.format(after="")
-SELECT_STUDENT_PAGES_BY_TEACHERS_AFTER = _PAGE.format(
-    after="AND (last_name, first_name, id) > ($3::text, $4::text, $5::bigint)"
-)
-COUNT_STUDENTS_BY_TEACHERS = """
-SELECT teacher_id, count(*) AS n FROM students WHERE teacher_id = ANY($1::bigint[]) GROUP BY teacher_id
+_AFTER = "AND (last_name, first_name, id) > ($3::text, $4::text, $5::bigint)"
+_COUNT = """
+SELECT teacher_id, count(*) AS n FROM students
+WHERE teacher_id = ANY($1::bigint[]) {status} GROUP BY teacher_id
 """
+# Every (status, after?) shape's statement, built once at import from the constant fragments above.
+STUDENT_PAGE_STATEMENTS: dict[tuple[str | None, bool], str] = {
+    (status, after): _PAGE.format(status=clause, after=_AFTER if after else "")
+    for status, clause in _STATUS.items()
+    for after in (False, True)
+}
+COUNT_STUDENTS_STATEMENTS: dict[str | None, str] = {
+    status: _COUNT.format(status=clause) for status, clause in _STATUS.items()
+}
+SELECT_STUDENT_PAGES_BY_TEACHERS = STUDENT_PAGE_STATEMENTS[(None, False)]
+SELECT_STUDENT_PAGES_BY_TEACHERS_AFTER = STUDENT_PAGE_STATEMENTS[(None, True)]
+COUNT_STUDENTS_BY_TEACHERS = COUNT_STUDENTS_STATEMENTS[None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +87,28 @@ async def fetch_students_by_ids(db: Executor, ids: Sequence[int]) -> list[Studen
 async def fetch_student_pages_by_teachers(
     db: Executor, keys: Sequence[tuple[int, PageArgs]]
 ) -> list[Page[StudentRow]]:
+    """PageArgs.filter is the status (lower-case) or None for every status."""
     found: dict[tuple[int, PageArgs], Page[StudentRow]] = {}
     for args, teacher_ids in group_by_args(keys).items():
-        if args.after is None:
-            rows = await db.fetch(SELECT_STUDENT_PAGES_BY_TEACHERS, teacher_ids, args.first + 1)
-        else:
-            rows = await db.fetch(
-                SELECT_STUDENT_PAGES_BY_TEACHERS_AFTER, teacher_ids, args.first + 1, *args.after
-            )
+        sql = STUDENT_PAGE_STATEMENTS[(_status(args.filter), args.after is not None)]
+        rows = await db.fetch(sql, teacher_ids, args.first + 1, *(args.after or ()))
         pages = pages_by_parent([StudentRow(*r) for r in rows], lambda s: s.teacher_id, args.first)
         for teacher_id in teacher_ids:
             found[(teacher_id, args)] = pages.get(teacher_id, EMPTY_PAGE)
     return [found[key] for key in keys]
 
 
-async def count_students_by_teachers(db: Executor, teacher_ids: Sequence[int]) -> list[int]:
-    rows = await db.fetch(COUNT_STUDENTS_BY_TEACHERS, list(teacher_ids))
-    counts = {r["teacher_id"]: r["n"] for r in rows}
-    return [counts.get(t, 0) for t in teacher_ids]
+async def count_students_by_teachers(db: Executor, keys: Sequence[tuple[int, Hashable]]) -> list[int]:
+    """Every student of each (teacher id, status or None) key, not just one page."""
+    counted: dict[tuple[int, Hashable], int] = {}
+    for status, teacher_ids in parents_by_filter(keys).items():
+        rows = await db.fetch(COUNT_STUDENTS_STATEMENTS[_status(status)], teacher_ids)
+        counted.update(((r["teacher_id"], status), r["n"]) for r in rows)
+    return counts_in_key_order(keys, counted)
+
+
+def _status(filter_: Hashable) -> str | None:
+    """The status a key filters on: one the statements were built for, or None for every status."""
+    if filter_ is None or (isinstance(filter_, str) and filter_ in _STATUS):
+        return filter_
+    raise ValueError(f"unknown student status {filter_!r}")

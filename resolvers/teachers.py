@@ -10,6 +10,7 @@ from loaders.pagination import EMPTY_PAGE
 from loaders.teachers import TeacherRow
 from resolvers.access import see_organization
 from resolvers.directives import ListSize
+from resolvers.enums import StudentStatus
 from resolvers.info import Info
 from resolvers.relay import Connection, Node, connection_from_page, count_nothing, global_id_field, page_args
 
@@ -27,9 +28,18 @@ async def resolve_organization(
 
 
 async def resolve_students(
-    root: TeacherRow, info: Info, first: int | None = 20, after: str | None = None
+    root: TeacherRow,
+    info: Info,
+    first: int | None = 20,
+    after: str | None = None,
+    status: Annotated[
+        StudentStatus | None,
+        strawberry.argument(
+            description="Only students with this status (ACTIVE: the class a dashboard shows)."
+        ),
+    ] = None,
 ) -> Connection[Annotated[Student, strawberry.lazy("resolvers.students")]]:
-    args = page_args(first, after, (str, str, int))
+    args = page_args(first, after, (str, str, int), status.value if status is not None else None)
     viewer = info.context.viewer
     if not viewer.is_staff or not viewer.can_see_org(root.org_id):
         # A student sees their teacher, not the rest of the class roster (nor its size).
@@ -42,7 +52,7 @@ async def resolve_students(
             # The first page holds the whole class (the page and the count read the same rows):
             # its size is the count, and a class that fits one page costs no count statement.
             return len(page.rows)
-        return await loaders.student_count_by_teacher.load(root.id)
+        return await loaders.student_count_by_teacher.load((root.id, args.filter))
 
     return connection_from_page(page, after is not None, count)
 
@@ -61,7 +71,7 @@ class Teacher(Node):
     )
     students: Connection[Annotated[Student, strawberry.lazy("resolvers.students")]] = strawberry.field(
         resolver=resolve_students,
-        description="The teacher's class, alphabetically by last name.",
+        description="The teacher's class, alphabetically by last name; every status unless `status` says.",
         directives=[ListSize(slicing_arguments=["first"])],
     )
 

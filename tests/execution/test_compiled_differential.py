@@ -175,6 +175,13 @@ def queries(w: World) -> list[tuple[str, dict[str, Any] | None]]:
             {"id": t, "after": None},
         ),
         (
+            """query($id: ID!, $status: StudentStatus) { teacher(id: $id) {
+            active: students(first: 2, status: ACTIVE) { totalCount edges { node { id status } } }
+            chosen: students(first: 2, status: $status) { totalCount edges { node { id } } pageInfo { hasNextPage } }
+            } }""",
+            {"id": gid("Teacher", w.teacher2), "status": "INACTIVE"},
+        ),
+        (
             """query($id: ID!) { teacher(id: $id) { students(first: 3, after: "bad-cursor") { totalCount } } }""",
             {"id": t},
         ),
