@@ -7,31 +7,36 @@ import json
 import pkgutil
 import re
 from datetime import UTC, date, datetime
-from typing import Any
 
 import asyncpg
 import pytest
 
 import loaders
 from mlc_graph.platform.migrate import MigrationError, load_migrations, migrate, partition_months
+from tests.support.plans import plan_nodes
 
-# The product spec's indexes, verbatim: name -> (table, key columns, partial predicate or None).
+# The product spec's indexes that queries use, verbatim: name -> (table, key columns, partial predicate or
+# None); and the one that replaced a spec index no query could use (0006_index_fit.sql, docs/DATA.md).
 SPEC_INDEXES = {
     "idx_assignments_student_status": ("assignments", "student_id, status, due_date", None),
-    "idx_games_status_category": ("games", "status, category_id", "(status = 'live'::text)"),
     "idx_scores_student_game_created": ("scores", "student_id, game_id, created_at DESC", None),
-    "idx_scores_game_score_created": (
-        "scores",
-        "game_id, score DESC, created_at DESC",
-        "(stage = 'challenge'::text)",
-    ),
-    "idx_students_teacher_org": ("students", "teacher_id, org_id", "(status = 'active'::text)"),
     "idx_games_category_difficulty_level": (
         "games",
         "category_id, difficulty, level_id",
         "(status = 'live'::text)",
     ),
+    "idx_students_teacher_active_name": (
+        "students",
+        "teacher_id, last_name, first_name, id",
+        "(status = 'active'::text)",
+    ),
 }
+# The spec's indexes that no query used, dropped by 0006_index_fit.sql.
+DROPPED_SPEC_INDEXES = (
+    "idx_games_status_category",
+    "idx_scores_game_score_created",
+    "idx_students_teacher_org",
+)
 SELECT_INDEXDEF = (
     "SELECT pg_get_indexdef(c.oid) FROM pg_class c WHERE c.relname = $1 AND c.relkind IN ('i', 'I')"
 )
@@ -95,6 +100,11 @@ async def test_spec_index_exists_verbatim(pool: asyncpg.Pool, name: str) -> None
         assert re.fullmatch(pattern + re.escape(f" WHERE {predicate}"), definition), definition
 
 
+@pytest.mark.parametrize("name", DROPPED_SPEC_INDEXES)
+async def test_spec_index_no_query_used_is_gone(pool: asyncpg.Pool, name: str) -> None:
+    assert await pool.fetchval(SELECT_INDEXDEF, name) is None
+
+
 async def test_monthly_partitions_exist_and_carry_every_scores_index(pool: asyncpg.Pool) -> None:
     today = datetime.now(UTC).date()
     partitions = {r["relname"] for r in await pool.fetch(SELECT_SCORE_PARTITIONS)}
@@ -104,7 +114,7 @@ async def test_monthly_partitions_exist_and_carry_every_scores_index(pool: async
         r["indexname"]
         for r in await pool.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'scores'")
     ]
-    assert {"idx_scores_student_game_created", "idx_scores_game_score_created"} <= set(parent_indexes)
+    assert {"idx_scores_student_game_created", "idx_scores_student_created"} <= set(parent_indexes)
     for index in parent_indexes:
         indexed = {r["relname"] for r in await pool.fetch(SELECT_INDEXED_PARTITIONS, index)}
         assert indexed == partitions, f"{index} is missing on {partitions - indexed}"
@@ -112,20 +122,7 @@ async def test_monthly_partitions_exist_and_carry_every_scores_index(pool: async
 
 def _scanned_partitions(plan_json: str) -> set[str]:
     """Every table the plan reads ("Relation Name" at any depth of the JSON plan)."""
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "Relation Name" in node:
-                found.add(node["Relation Name"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(plan_json))
-    return found
+    return {node["Relation Name"] for node in plan_nodes(json.loads(plan_json)) if "Relation Name" in node}
 
 
 async def test_created_at_range_prunes_to_matching_partitions(pool: asyncpg.Pool) -> None:
