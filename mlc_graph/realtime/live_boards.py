@@ -38,7 +38,8 @@ _REBUILD_CHUNK = 500
 _MAX_STALE = 10_000
 # Decoded top pages, by board and page size, with the reply they came from: a board read again unchanged
 # (the common case: many pupils watch one board) reuses its lines instead of decoding 50 members again.
-_MAX_PAGES = 4_096
+# A page of 100 lines holds ~25 KB (reply strings and entries): 512 pages stay under ~13 MB.
+_MAX_PAGES = 512
 
 # KEYS[1] board, KEYS[2] idx. ARGV[1] '1' to mark built, ARGV[2] ttl, then (student, -score, member)*.
 _UPSERT = """
