@@ -48,7 +48,7 @@ COUNT_ASSIGNMENTS_BY_STUDENTS = _COUNT.format(status="")
 COUNT_ASSIGNMENTS_BY_STUDENTS_AND_STATUS = _COUNT.format(status="AND status = $2::text")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a row: see loaders/base.py ROWS
 class AssignmentRow:
     id: int
     org_id: int

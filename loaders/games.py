@@ -69,7 +69,7 @@ WHERE status = 'live' AND category_id = ANY($1::bigint[]) GROUP BY category_id
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a row: see loaders/base.py ROWS
 class GameRow:
     id: int
     title: str
@@ -88,14 +88,14 @@ class GameRow:
         return (self.created_at, self.id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a row: see loaders/base.py ROWS
 class CategoryRow:
     id: int
     name: str
     description: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a row: see loaders/base.py ROWS
 class LevelRow:
     id: int
     name: str

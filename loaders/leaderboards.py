@@ -59,7 +59,7 @@ class BoardKey:
     scope_id: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a row: see loaders/base.py ROWS
 class RankedRow:
     rank: int
     student_id: int

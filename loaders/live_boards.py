@@ -9,7 +9,7 @@ from loaders.leaderboards import BoardKey
 from mlc_graph.platform.db import Executor
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a row: see loaders/base.py ROWS
 class LiveEntry:
     """One line of a live board as Redis holds it (no names: they are loaded for the viewer's org)."""
 

@@ -14,7 +14,7 @@ SELECT id, name, tier, seat_count, created_at FROM organizations WHERE id = ANY(
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a row: see loaders/base.py ROWS
 class OrganizationRow:
     id: int
     name: str

@@ -21,7 +21,7 @@ class PageArgs:
     filter: Hashable = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a row: see loaders/base.py ROWS
 class Page(Generic[R]):
     rows: tuple[R, ...]
     has_next: bool

@@ -49,7 +49,7 @@ JOIN best_scores b ON b.student_id = k.student_id AND b.game_id = k.game_id
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a row: see loaders/base.py ROWS
 class ScoreRow:
     id: int
     org_id: int
@@ -64,7 +64,7 @@ class ScoreRow:
         return (self.created_at, self.id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a row: see loaders/base.py ROWS
 class BestScoreRow:
     student_id: int
     game_id: int

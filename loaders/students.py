@@ -58,7 +58,7 @@ SELECT_STUDENT_PAGES_BY_TEACHERS_AFTER = STUDENT_PAGE_STATEMENTS[(None, True)]
 COUNT_STUDENTS_BY_TEACHERS = COUNT_STUDENTS_STATEMENTS[None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a row: see loaders/base.py ROWS
 class StudentRow:
     id: int
     org_id: int

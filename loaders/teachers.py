@@ -31,7 +31,7 @@ COUNT_TEACHERS_BY_ORGS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a row: see loaders/base.py ROWS
 class TeacherRow:
     id: int
     org_id: int

@@ -25,6 +25,10 @@ from graphql.pyutils import Undefined
 from mlc_graph.execution.compiled.compat import complete_leaf_value
 
 _MAX_REMEMBERED = 4096
+# Times are many more than enum names: each line of a board has its own achieved_at, and 4,096 texts were
+# cleared and rebuilt over and over under a leaderboard load (py-spy: 6 % of W2's samples in the date
+# serializer). 32,768 texts of ~250 bytes with their keys stay under ~8 MB per DateTime/Date type.
+_MAX_TIMES_REMEMBERED = 32_768
 _MIN_INT = -(2**31)
 _MAX_INT = 2**31 - 1
 
@@ -83,7 +87,7 @@ def leaf_serializer(type_: GraphQLLeafType) -> Callable[[Any], Any]:
             key = (value, value.utcoffset() if kind is datetime else None)
             text = texts.get(key)
             if text is None:
-                if len(texts) >= _MAX_REMEMBERED:
+                if len(texts) >= _MAX_TIMES_REMEMBERED:
                     texts.clear()
                 text = texts[key] = custom_uncached(value)
             return text
