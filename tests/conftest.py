@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -11,8 +9,7 @@ import pytest
 
 from mlc_graph.platform.config import PoolSettings
 from mlc_graph.platform.db import Executor, QueryStats, create_pool
-from mlc_graph.platform.migrate import migrate
-from tests.support.database import ADMIN_URL, TENANT_TABLES, url_for
+from tests.support.database import TENANT_TABLES, create_database, drop_database, url_for
 
 
 @pytest.fixture(scope="session")
@@ -20,30 +17,9 @@ def database_name() -> Iterator[str]:
     """A uniquely named database for this run: created here, dropped when the run ends."""
     import asyncio
 
-    name = f"mlc_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(ADMIN_URL)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        conn = await asyncpg.connect(url_for(name))
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(ADMIN_URL)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    name = asyncio.run(create_database("mlc_test"))
     yield name
-    asyncio.run(drop())
+    asyncio.run(drop_database(name))
 
 
 @pytest.fixture(scope="session")

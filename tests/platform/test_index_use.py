@@ -11,8 +11,6 @@ counts be index-only scans). The statements are the loaders' own constants with 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -35,9 +33,8 @@ from loaders.games import (
 from loaders.leaderboards import SELECT_TOP_CLASS, SELECT_TOP_GLOBAL, SELECT_TOP_ORGANIZATION
 from loaders.scores import SELECT_SCORE_PAGES, SELECT_SCORE_PAGES_BY_GAME
 from loaders.students import COUNT_STUDENTS_STATEMENTS, STUDENT_PAGE_STATEMENTS
-from mlc_graph.platform.migrate import migrate
 from mlc_graph.tools.seed import Scale, seed
-from tests.support.database import ADMIN_URL, url_for
+from tests.support.database import own_database
 from tests.support.plans import plan_nodes
 
 SCALE = Scale(
@@ -89,31 +86,18 @@ class District:
 
 @pytest.fixture(scope="module")
 async def district() -> AsyncIterator[District]:
-    name = f"mlc_idx_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        conn = await asyncpg.connect(url_for(name))
+    async with own_database("mlc_idx") as url:
+        conn = await asyncpg.connect(url)
         try:
-            await migrate(conn)
             await seed(conn, SCALE, progress=False)
             await conn.execute("VACUUM ANALYZE")
         finally:
             await conn.close()
-        pool = await asyncpg.create_pool(url_for(name), min_size=1, max_size=2)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
         try:
             yield await _district(pool)
         finally:
             await pool.close()
-    finally:
-        admin = await asyncpg.connect(ADMIN_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 async def _district(pool: asyncpg.Pool) -> District:

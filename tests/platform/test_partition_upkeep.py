@@ -7,8 +7,6 @@ other partition tests count.
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 
@@ -16,9 +14,9 @@ import asyncpg
 import pytest
 
 from mlc_graph import cli
-from mlc_graph.platform.migrate import migrate, partition_months
+from mlc_graph.platform.migrate import partition_months
 from mlc_graph.platform.partition_upkeep import UPKEEP_LOCK_ID, PartitionUpkeep
-from tests.support.database import ADMIN_URL, url_for
+from tests.support import database
 from tests.support.http import app_client, http_settings
 
 WHERE_IS = "SELECT id, tableoid::regclass::text AS part FROM scores ORDER BY id"
@@ -31,23 +29,8 @@ PARTITION_EXISTS = "SELECT to_regclass($1) IS NOT NULL"
 
 @pytest.fixture
 async def own_database() -> AsyncIterator[str]:
-    name = f"mlc_parts_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(url_for(name))
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    yield url_for(name)
-    admin = await asyncpg.connect(ADMIN_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with database.own_database("mlc_parts") as url:
+        yield url
 
 
 def _month(ahead: int) -> date:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,10 +10,8 @@ import asyncpg
 import pytest
 
 from mlc_graph.platform.config import PoolSettings
-from mlc_graph.platform.migrate import migrate
 from resolvers.relay import encode_global_id
-from tests.support import factories
-from tests.support.database import ADMIN_URL, url_for
+from tests.support import database, factories
 from tests.support.http import app_client, bearer, http_settings
 
 SUBMIT = """mutation($input: SubmitScoreInput!) { submitScore(input: $input) { score { score } } }"""
@@ -25,27 +21,12 @@ SUBMIT = """mutation($input: SubmitScoreInput!) { submitScore(input: $input) { s
 async def own_database() -> AsyncIterator[tuple[str, asyncpg.Pool]]:
     """A database of its own: these tests hold row locks for seconds and time statements out, which
     must neither wait behind nor hold up the shared test database (whose pool has the 5 s read timeout)."""
-    name = f"mlc_wt_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(url_for(name))
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(url_for(name), min_size=1, max_size=2)
-    try:
-        yield url_for(name), pool
-    finally:
-        await pool.close()
-        admin = await asyncpg.connect(ADMIN_URL)
+    async with database.own_database("mlc_wt") as url:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            yield url, pool
         finally:
-            await admin.close()
+            await pool.close()
 
 
 async def _student_and_game(pool: asyncpg.Pool) -> tuple[int, int, int]:

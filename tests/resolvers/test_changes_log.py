@@ -6,7 +6,6 @@ says exactly which rows one write leaves: entity, id, tombstone and the scope co
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,8 +13,7 @@ import asyncpg
 import pytest
 
 from mlc_graph.platform.change_partitions import drop_expired_change_partitions, ensure_change_partitions
-from mlc_graph.platform.migrate import migrate
-from tests.support.database import ADMIN_URL, url_for
+from tests.support.database import own_database
 from tests.support.factories import make_assignments, make_catalogue, make_org, make_students, make_teacher
 from tests.support.graphql_client import gid, principal, run
 
@@ -228,12 +226,13 @@ def _month_name(day: date) -> str:
 
 async def test_partitions_are_made_ahead_and_dropped_after_the_retention_window() -> None:
     # Its own database: dropping "expired" months relative to 2031 would drop this run's partitions.
-    name = f"mlc_test_sync_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    conn = await asyncpg.connect(url_for(name))
+    async with own_database("mlc_test_sync") as url:
+        await _partitions_round_trip(url)
+
+
+async def _partitions_round_trip(url: str) -> None:
+    conn = await asyncpg.connect(url)
     try:
-        await migrate(conn)
         # A far-future month whose rows fell into the default partition is created with them moved in.
         future = date(2031, 5, 1)
         moment = datetime(2031, 5, 17, tzinfo=UTC)
@@ -259,8 +258,6 @@ async def test_partitions_are_made_ahead_and_dropped_after_the_retention_window(
         assert await conn.fetchval("SELECT count(*) FROM sync_changes") == 0
     finally:
         await conn.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.mark.parametrize(

@@ -8,15 +8,13 @@ import os
 import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from tests.support import factories
-from tests.support.database import ADMIN_URL, url_for
+from tests.support import database, factories
 from tests.support.http import ROOT, free_port
 
 
@@ -101,14 +99,8 @@ async def test_no_progress_bar_when_output_is_not_a_terminal(
 @pytest.fixture
 async def own_database() -> AsyncIterator[str]:
     """A database of its own: the dev server seeds the demo data into whatever it is given."""
-    name = f"mlc_test_busy_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield url_for(name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with database.own_database("mlc_test_busy", migrated=False) as url:
+        yield url
 
 
 async def test_a_busy_port_is_reported_instead_of_the_banner(own_database: str) -> None:
