@@ -42,8 +42,9 @@ from graphql import (
 )
 from graphql.language import DirectiveNode
 
+from mlc_graph.execution.compiled.compat import DEFINITION_BACKREF, schema_directive_name
+
 DIRECTIVE = "cacheControl"
-_STRAWBERRY_BACKREF = "strawberry-definition"
 _UNCACHEABLE_INTROSPECTION = frozenset({"__schema", "__type"})
 
 
@@ -81,10 +82,9 @@ def _hint(arguments: Mapping[str, Any]) -> Hint:
 
 def _declared(element: Any) -> Hint | None:
     """The @cacheControl of a Strawberry type or field, or of one built from SDL (tests)."""
-    definition = (getattr(element, "extensions", None) or {}).get(_STRAWBERRY_BACKREF)
+    definition = (getattr(element, "extensions", None) or {}).get(DEFINITION_BACKREF)
     for directive in getattr(definition, "directives", None) or ():
-        meta = getattr(type(directive), "__strawberry_directive__", None)
-        if meta is not None and meta.graphql_name == DIRECTIVE:
+        if schema_directive_name(directive) == DIRECTIVE:
             # Unset arguments are Strawberry's UNSET: _hint keeps only real values.
             return _hint(
                 {

@@ -45,6 +45,8 @@ def test_every_internal_resolves() -> None:
     assert callable(compat.get_variable_values) and callable(compat.get_argument_values)
     assert callable(compat.get_variable_signature) and callable(compat.input_is_nested_too_deeply)
     assert compat.VariableValueSource._fields == ("signature", "value")
+    game = strawberry_schema.schema_converter.type_map["Game"].definition
+    assert [compat.schema_directive_name(d) for d in game.directives] == ["cacheControl"]
 
 
 async def test_asyncio_futures_are_told_apart() -> None:

@@ -8,6 +8,7 @@ then prove the compiled answers still equal graphql-core's byte for byte.
     strawberry   Schema._strawberry_schema    the Strawberry schema behind a graphql-core schema
                  converter._exception_handler_specs   field exception handlers (then: not compiled)
                  resolver.wrapped_func        the resolver function under Strawberry's wrapper
+                 __strawberry_directive__     a schema directive's GraphQL name (execution.cache_policy)
                  GraphQLCoreConverter, convert_arguments, StrawberryField, StrawberryMaybe/Optional
     graphql-core graphql.execution.values     VariableValues, VariableValueSource, get_variable_values,
                                               input_is_nested_too_deeply, get_argument_values
@@ -50,6 +51,12 @@ def strawberry_schema_of(schema: Any) -> Any | None:
 
 def has_field_exception_handlers(converter: Any) -> bool:
     return bool(getattr(converter, "_exception_handler_specs", None))
+
+
+def schema_directive_name(directive: Any) -> str | None:
+    """The GraphQL name of a Strawberry schema directive instance (e.g. "cacheControl"), or None."""
+    meta = getattr(type(directive), "__strawberry_directive__", None)
+    return None if meta is None else str(meta.graphql_name)
 
 
 def resolver_function(resolver: Any) -> Callable[..., Any]:
@@ -113,5 +120,6 @@ __all__ = [
     "input_is_nested_too_deeply",
     "resolve_info",
     "resolver_function",
+    "schema_directive_name",
     "strawberry_schema_of",
 ]
