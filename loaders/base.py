@@ -33,9 +33,10 @@ class Loader(DataLoader[K, V]):
 
 # ROWS: the rows a request builds by the hundred (students, assignments, games, board lines, pages) are
 # `@dataclass(slots=True, unsafe_hash=True)`, not frozen: a frozen dataclass sets every field through
-# object.__setattr__, 0.80 us for eight fields against 0.16 us (CPython 3.11), about a tenth of the
-# dashboard's CPU. They compare and hash by value as frozen ones do; nothing mutates a row (rows are read
-# by resolvers and reused across requests by the live-board page memo), so treat them as frozen.
+# object.__setattr__: 0.81 us for eight fields against 0.17 us (CPython 3.11, `python -m bench.micro`),
+# 7 % of the dashboard's CPU in-process (`python -m bench.profile`). They compare and hash by value as
+# frozen ones do; nothing mutates a row (rows are read by resolvers and reused across requests by the
+# live-board page memo), so treat them as frozen.
 
 
 def check_columns(row_type: type, columns: str) -> None:

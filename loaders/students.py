@@ -53,8 +53,8 @@ STUDENT_PAGE_STATEMENTS: dict[tuple[str | None, bool], str] = {
 COUNT_STUDENTS_STATEMENTS: dict[str | None, str] = {
     status: _COUNT.format(status=clause) for status, clause in _STATUS.items()
 }
+# The whole roster's first page and count, as the floor (bench/floor.py) runs them.
 SELECT_STUDENT_PAGES_BY_TEACHERS = STUDENT_PAGE_STATEMENTS[(None, False)]
-SELECT_STUDENT_PAGES_BY_TEACHERS_AFTER = STUDENT_PAGE_STATEMENTS[(None, True)]
 COUNT_STUDENTS_BY_TEACHERS = COUNT_STUDENTS_STATEMENTS[None]
 
 

@@ -581,3 +581,13 @@ def test_postgraphile_documents_ask_each_version_in_its_own_naming() -> None:
     # Row ids from MLC Graph's global ids; cursors pass through untouched.
     variables = {"categoryId": encode_global_id("Category", 12), "after": "opaque"}
     assert row_ids(variables) == {"categoryId": "12", "after": "opaque"}
+
+
+def test_server_profile_reads_py_spy_stacks_and_gc_pauses(tmp_path: Path) -> None:
+    from bench.server_profile import gc_pauses, top_self_samples
+
+    raw = tmp_path / "spy.txt"
+    raw.write_text("main;serve;send (a.py:1) 30\nmain;serve;parse (b.py:2) 10\nmain;send (a.py:1) 10\n")
+    assert top_self_samples(raw) == [(80.0, "send (a.py:1)"), (20.0, "parse (b.py:2)")]
+    log = "x\nmlc-gc-pause gen0 7.5 collected=0\nmlc-gc-pause gen0 36.1 collected=5\nmlc-gc-pause gen2 3.0 collected=1\n"
+    assert gc_pauses(log) == {"gen0": (2, 36.1), "gen2": (1, 3.0)}
