@@ -29,12 +29,20 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import aiohttp
 import asyncpg
 
 from bench import wrk
 from bench.load import Target
-from bench.run import BENCH_SECRET, bench_database_url, free_port, graphql_argv, server_env
+from bench.run import (
+    BENCH_SECRET,
+    ROOT,
+    Processes,
+    bench_database_url,
+    free_port,
+    graphql_argv,
+    server_env,
+    wait_ready,
+)
 from bench.workloads import BY_KEY, load_dataset
 
 GC_PROBE = """
@@ -49,21 +57,6 @@ def _probe(phase, info):
         sys.stderr.write(f"mlc-gc-pause gen{info['generation']} {ms:.1f} collected={info['collected']}\\n")
 gc.callbacks.append(_probe)
 """
-
-
-async def _ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited with {proc.returncode}")
-            try:
-                async with session.get(url + "/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit("the server did not become ready")
 
 
 def top_self_samples(raw: Path, limit: int = 30) -> list[tuple[float, str]]:
@@ -112,28 +105,27 @@ def profile(key: str, seconds: float, spy: Path | None, redis_url: str | None) -
     probe_dir = Path(tempfile.mkdtemp(prefix="mlc-gc-probe-"))
     (probe_dir / "sitecustomize.py").write_text(GC_PROBE)
     env = server_env(database_url, [], redis_url, "mlc-profile:")
-    env["PYTHONPATH"] = f"{probe_dir}:{Path.cwd()}"
-    log_path = probe_dir / "server.log"
+    env["PYTHONPATH"] = f"{probe_dir}:{ROOT}"
     port = free_port()
     target = Target("graphql", f"http://127.0.0.1:{port}")
-    with log_path.open("wb") as log:
+    procs = Processes(probe_dir)
+    try:
         # One worker serves in the process itself: its pid is the one to sample.
-        proc = subprocess.Popen(graphql_argv(port, 1), env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            asyncio.run(_ready(target.base_url, proc))
-            sequence = asyncio.run(_sequence(target, key, database_url, probe_dir))
-            sampler = None
-            if py_spy is not None and spy is not None:
-                argv = [py_spy, "record", "-p", str(proc.pid), "-d", str(int(seconds)), "-r", "250"]
-                argv += ["-f", "raw", "-o", str(spy), "--nonblocking"]
-                sampler = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            loaded = asyncio.run(wrk.run_wrk(target, sequence, clients=32, duration=seconds))
-            if sampler is not None:
-                sampler.wait(timeout=seconds + 30)
-            single = asyncio.run(wrk.run_wrk(target, sequence, clients=1, duration=seconds))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+        proc = procs.start("graphql", graphql_argv(port, 1), env)
+        asyncio.run(wait_ready(target.base_url + "/readyz", proc, procs, "graphql"))
+        sequence = asyncio.run(_sequence(target, key, database_url, probe_dir))
+        sampler = None
+        if py_spy is not None and spy is not None:
+            argv = [py_spy, "record", "-p", str(proc.pid), "-d", str(int(seconds)), "-r", "250"]
+            argv += ["-f", "raw", "-o", str(spy), "--nonblocking"]
+            sampler = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        loaded = asyncio.run(wrk.run_wrk(target, sequence, clients=32, duration=seconds))
+        if sampler is not None:
+            sampler.wait(timeout=seconds + 30)
+        single = asyncio.run(wrk.run_wrk(target, sequence, clients=1, duration=seconds))
+    finally:
+        procs.stop_all()
+    log_path = probe_dir / "graphql.log"
     print(f"{key}: {loaded.requests / loaded.elapsed:.0f} req/s at 32 clients, errors {loaded.errors}")
     print(f"{key}: 1 client p50 {single.p50_ms:.2f} p95 {single.p95_ms:.2f} p99 {single.p99_ms:.2f} ms")
     for gen, (count, longest) in sorted(gc_pauses(log_path.read_text(errors="replace")).items()):
