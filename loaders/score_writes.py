@@ -7,6 +7,9 @@ Call these on an executor inside `Executor.transaction()`. The order matters:
 2. The first submission writes the score, the best score and completed assignments in one statement,
    then ranks the student with the leaderboards' own SQL and stores the result on the claim in another.
 3. A retry reads the stored result instead: every retry returns exactly what the first call returned.
+
+A claim is kept for the idempotency window (`Settings.idempotency_days`); `mlc-graph maintain` deletes
+older ones with `delete_expired_claims`, after which the same key is a new play.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import cast
 
 import asyncpg
@@ -406,3 +409,38 @@ async def ensure_score_months(db: Executor, months: Sequence[date]) -> list[date
             except asyncpg.PostgresError:
                 log.warning("could not create the scores partition of %s", month, exc_info=True)
     return await fetch_missing_score_months(db, missing)
+
+
+# -- Retention: claims older than the idempotency window, deleted by `mlc-graph maintain` ---------------
+#
+# A bounded batch per statement, oldest first through idx_score_submissions_created, each committing on
+# its own: a backlog of millions locks one batch of rows at a time and never builds one long transaction.
+DELETE_EXPIRED_CLAIMS = """
+DELETE FROM score_submissions WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM score_submissions WHERE created_at < $1 ORDER BY created_at LIMIT $2
+))
+"""
+EXPIRED_CLAIMS_PER_STATEMENT = 5000
+# A claim's created_at is when its transaction began, on PostgreSQL's clock, and a replayed play may say
+# it was played up to five minutes after that (FUTURE_SKEW): the day covers both, as the change log's does.
+CLAIM_MARGIN = timedelta(days=1)
+
+
+async def delete_expired_claims(
+    conn: asyncpg.Connection,
+    retention_days: int,
+    now: datetime | None = None,
+    batch_size: int = EXPIRED_CLAIMS_PER_STATEMENT,
+) -> int:
+    """Delete the claims made more than `retention_days` plus a day ago; returns how many.
+
+    Call it outside a transaction, so each batch commits by itself.
+    """
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days) - CLAIM_MARGIN
+    deleted = 0
+    while True:
+        status = await conn.execute(DELETE_EXPIRED_CLAIMS, cutoff, batch_size)
+        count = int(status.rsplit(" ", 1)[1])  # "DELETE 5000"
+        deleted += count
+        if count < batch_size:
+            return deleted

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
+from loaders.score_writes import delete_expired_claims
 from mlc_graph.domain.tiers import TierTable
 from mlc_graph.platform.auth import Role, issue_token
 from mlc_graph.platform.change_partitions import drop_expired_change_partitions, ensure_change_partitions
@@ -56,14 +57,16 @@ async def _migrate(settings: Settings) -> list[str]:
         await conn.close()
 
 
-async def _maintain(settings: Settings, ahead: int) -> tuple[list[str], list[str]]:
-    """(partitions created, change-log partitions dropped as older than MLC_SYNC_RETENTION_DAYS)."""
+async def _maintain(settings: Settings, ahead: int) -> tuple[list[str], list[str], int]:
+    """(partitions created, change-log partitions dropped as older than MLC_SYNC_RETENTION_DAYS,
+    score idempotency claims deleted as older than Settings.idempotency_days)."""
     conn = await asyncpg.connect(settings.direct_url)
     try:
         created = await ensure_score_partitions(conn, ahead=ahead)
         created += await ensure_change_partitions(conn, ahead=ahead)
         dropped = await drop_expired_change_partitions(conn, settings.sync_retention_days)
-        return created, dropped
+        deleted = await delete_expired_claims(conn, settings.idempotency_days)
+        return created, dropped, deleted
     finally:
         await conn.close()
 
@@ -75,10 +78,12 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
-    created, dropped = asyncio.run(_maintain(settings, args.ahead))
+    created, dropped, deleted = asyncio.run(_maintain(settings, args.ahead))
     print("created partitions: " + ", ".join(created) if created else "all partitions present")
     if dropped:
         print("dropped expired change-log partitions: " + ", ".join(dropped))
+    if deleted:
+        print(f"deleted expired score idempotency claims: {deleted}")
     return 0
 
 
@@ -157,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(func=cmd_migrate)
 
-    maintain = sub.add_parser("maintain", help="create future monthly partitions, drop expired sync history")
+    maintain = sub.add_parser(
+        "maintain", help="create future monthly partitions, drop expired sync history and idempotency claims"
+    )
     maintain.add_argument("--ahead", type=int, default=3, help="months ahead to create (default 3)")
     maintain.set_defaults(func=cmd_maintain)
 

@@ -273,6 +273,16 @@ class Settings:
         """Where migrate, maintain, persist and the start-up partition check connect: never a pooler."""
         return self.direct_database_url or self.database_url
 
+    @property
+    def idempotency_days(self) -> int:
+        """Days a score's idempotency claim is kept: a retry with its key within them is a retry."""
+        # The API states no retry window. Phones queue plays and replay them through sync; one offline for
+        # longer than MLC_SYNC_RETENTION_DAYS has to refetch everything (SYNC_TOKEN_EXPIRED), so that is
+        # as far back as the server keeps a client's past, and far longer than a network retry of
+        # submitScore takes. Never shorter than MLC_OFFLINE_REPLAY_DAYS: submitScores accepts plays that
+        # old, and a retry of one whose claim was gone would record the play twice.
+        return max(self.sync_retention_days, self.offline_replay_days)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and check every setting; the first bad one raises ConfigError naming it (one line)."""

@@ -105,3 +105,11 @@ def test_trusted_proxies_and_the_beacon_limit_are_checked() -> None:
         ConfigError, match=r"^MLC_WEB_VITALS_PER_MINUTE='0' is not allowed: an integer 1 or more"
     ):
         Settings.from_env({"MLC_WEB_VITALS_PER_MINUTE": "0"})
+
+
+def test_idempotency_claims_outlive_both_the_sync_history_and_the_offline_replay() -> None:
+    assert Settings.from_env({}).idempotency_days == 30
+    assert Settings.from_env({"MLC_SYNC_RETENTION_DAYS": "90"}).idempotency_days == 90
+    # A shorter sync history must not forget a play submitScores would still accept again.
+    short = {"MLC_SYNC_RETENTION_DAYS": "3", "MLC_OFFLINE_REPLAY_DAYS": "7"}
+    assert Settings.from_env(short).idempotency_days == 7

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 from graphql import ExecutionResult, execute, parse
 
+from loaders.score_writes import delete_expired_claims
+from mlc_graph import cli
 from mlc_graph.keys import EVENTS
 from mlc_graph.platform.auth import Principal
 from mlc_graph.platform.config import Settings
@@ -194,6 +197,64 @@ async def test_twenty_concurrent_identical_submissions_write_one_row(clean_db: a
     assert await count_scores(clean_db) == 1
     assert await clean_db.fetchval("SELECT count(*) FROM score_submissions") == 1
     assert len(seen) == 1
+
+
+AGE_CLAIM = (
+    "UPDATE score_submissions SET created_at = now() - make_interval(days => $2) WHERE idempotency_key = $1"
+)
+
+
+async def test_maintain_deletes_claims_past_the_idempotency_window_and_keeps_the_rest(
+    clean_db: asyncpg.Pool,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    org, _, students, games = await _class(clean_db)
+    me = principal("student", students[0], org)
+    kept, _ = await run(clean_db, SUBMIT, submission(games[0], 300, "kept"), me)
+    await run(clean_db, SUBMIT, submission(games[0], 400, "expired"), me)
+    days = Settings().idempotency_days
+    assert days == 30  # MLC_SYNC_RETENTION_DAYS; the claims live one day longer (the margin)
+    await clean_db.execute(AGE_CLAIM, "kept", days)
+    await clean_db.execute(AGE_CLAIM, "expired", days + 2)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("MLC_DIRECT_DATABASE_URL", raising=False)
+    assert await asyncio.to_thread(cli.main, ["maintain"]) == 0
+    assert "deleted expired score idempotency claims: 1\n" in capsys.readouterr().out
+    assert [r["idempotency_key"] for r in await clean_db.fetch("SELECT * FROM score_submissions")] == ["kept"]
+    retry, stats = await run(clean_db, SUBMIT, submission(games[0], 300, "kept"), me)
+    assert retry.errors is None, retry.errors
+    assert retry.data == kept.data  # within the window: the first answer, nothing written
+    assert len([t for t in stats.texts if "games WHERE id = ANY" not in t]) == 3, stats.texts
+    assert await count_scores(clean_db) == 2
+    # Past the window the key is forgotten: the same play again is a new one.
+    late, _ = await run(clean_db, SUBMIT, submission(games[0], 400, "expired"), me)
+    assert late.errors is None, late.errors
+    assert await count_scores(clean_db) == 3
+
+
+async def test_expired_claims_are_deleted_in_bounded_batches(
+    clean_db: asyncpg.Pool, database_url: str
+) -> None:
+    org, _, students, games = await _class(clean_db)
+    me = principal("student", students[0], org)
+    for n in range(5):
+        await run(clean_db, SUBMIT, submission(games[0], 100 + n, f"k-{n}"), me)
+    conn = await asyncpg.connect(database_url)
+    statements: list[str] = []
+    conn.add_query_logger(lambda logged: statements.append(logged.query))
+    try:
+        now = datetime.now(UTC)
+        assert await delete_expired_claims(conn, 30, now=now, batch_size=2) == 0
+        later = now + timedelta(days=32)
+        assert await delete_expired_claims(conn, 30, now=later, batch_size=2) == 5
+    finally:
+        await conn.close()
+    # One statement that found nothing, then 2 + 2 + 1 rows, each DELETE committing on its own.
+    assert len(statements) == 4, statements
+    assert await clean_db.fetchval("SELECT count(*) FROM score_submissions") == 0
+    assert await count_scores(clean_db) == 5  # the scores themselves stay
 
 
 async def test_a_reused_key_with_a_different_score_is_a_conflict(clean_db: asyncpg.Pool) -> None:
