@@ -30,7 +30,11 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.InvalidAuthorizationSpecificationError,
     DatabaseUnavailableError,
 )
+# The commands that connect to Settings.direct_url (PostgreSQL itself, bypassing a PgBouncer in
+# DATABASE_URL); every other one connects to DATABASE_URL. The refusal must name the one that was tried.
+DIRECT_COMMANDS = frozenset({"migrate", "maintain", "persist", "import-students"})
 EMBEDDED_HINT = 'for the one `make run` serves: export DATABASE_URL="$(cat .mlc/database-url)"'
+DIRECT_HINT = "this command connects there instead of DATABASE_URL"
 
 
 def database_address(url: str) -> str:
@@ -41,11 +45,17 @@ def database_address(url: str) -> str:
     return f"{host}{port}{parts.path}"
 
 
-def database_down(settings: Settings, exc: BaseException) -> str:
+def database_down(settings: Settings, command: str, exc: BaseException) -> str:
+    """The one line for a command whose database is not there: the address tried and its variable."""
+    if command in DIRECT_COMMANDS:
+        url, variable = settings.direct_url, settings.direct_url_variable
+    else:
+        url, variable = settings.database_url, "DATABASE_URL"
+    hint = EMBEDDED_HINT if variable == "DATABASE_URL" else DIRECT_HINT
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return (
-        f"cannot reach the database at {database_address(settings.database_url)} ({reason}): start "
-        f"PostgreSQL, or set DATABASE_URL to a running server ({EMBEDDED_HINT})"
+        f"cannot reach the database at {database_address(url)} ({reason}): start "
+        f"PostgreSQL, or set {variable} to a running server ({hint})"
     )
 
 
@@ -234,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     except DATABASE_DOWN as exc:
-        print(database_down(settings, exc), file=sys.stderr)
+        print(database_down(settings, args.command, exc), file=sys.stderr)
         return 1
     return code
 

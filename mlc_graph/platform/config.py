@@ -274,6 +274,11 @@ class Settings:
         return self.direct_database_url or self.database_url
 
     @property
+    def direct_url_variable(self) -> str:
+        """The environment variable `direct_url` comes from, for messages about it."""
+        return "MLC_DIRECT_DATABASE_URL" if self.direct_database_url else "DATABASE_URL"
+
+    @property
     def idempotency_days(self) -> int:
         """Days a score's idempotency claim is kept: a retry with its key within them is a retry."""
         # The API states no retry window. Phones queue plays and replay them through sync; one offline for

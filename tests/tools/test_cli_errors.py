@@ -14,6 +14,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from mlc_graph import cli
+from mlc_graph.platform.config import Settings
 from tests.support import database, factories
 from tests.support.http import ROOT, free_port
 
@@ -31,33 +33,80 @@ def nowhere() -> str:
     return f"postgresql://postgres:s3cret@127.0.0.1:{free_port()}/mlc"
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["migrate"],
-        ["maintain"],
-        ["import-students", "ROSTER", "--teacher", "1"],
-        ["persist", "DOCUMENT"],
-    ],
-)
-def test_a_database_that_is_down_is_one_line_with_what_to_do(
-    command: list[str], nowhere: str, tmp_path: Path
-) -> None:
+# Every command whose database errors reach the one-line refusal; all connect to the direct URL.
+DIRECT_COMMANDS = [
+    ["migrate"],
+    ["maintain"],
+    ["import-students", "ROSTER", "--teacher", "1"],
+    ["persist", "DOCUMENT"],
+]
+
+
+def _port(url: str) -> str:
+    return url.rsplit(":", 1)[1].split("/")[0]
+
+
+def _args(command: list[str], tmp_path: Path) -> list[str]:
     roster = tmp_path / "roster.csv"
     roster.write_text("first_name,last_name,username\nAda,Lovelace,ada\n")
     document = tmp_path / "ops.graphql"
     document.write_text("query Me { viewer { role } }\n")
-    args = [str(roster) if a == "ROSTER" else str(document) if a == "DOCUMENT" else a for a in command]
-    done = _run(["-m", "mlc_graph.cli", *args], {"DATABASE_URL": nowhere})
+    return [str(roster) if a == "ROSTER" else str(document) if a == "DOCUMENT" else a for a in command]
+
+
+@pytest.mark.parametrize("command", DIRECT_COMMANDS)
+def test_a_database_that_is_down_is_one_line_with_what_to_do(
+    command: list[str], nowhere: str, tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": nowhere, "MLC_DIRECT_DATABASE_URL": ""}  # unset: they fall back to DATABASE_URL
+    done = _run(["-m", "mlc_graph.cli", *_args(command, tmp_path)], env)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    port = nowhere.rsplit(":", 1)[1].split("/")[0]
-    assert lines[0].startswith(f"cannot reach the database at 127.0.0.1:{port}/mlc (")
+    assert lines[0].startswith(f"cannot reach the database at 127.0.0.1:{_port(nowhere)}/mlc (")
     assert "start PostgreSQL, or set DATABASE_URL" in lines[0]
     assert ".mlc/database-url" in lines[0]
     assert "s3cret" not in lines[0]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", DIRECT_COMMANDS)
+def test_a_direct_database_that_is_down_is_named_not_database_url(
+    command: list[str], nowhere: str, database_url: str, tmp_path: Path
+) -> None:
+    """Behind PgBouncer these commands connect to MLC_DIRECT_DATABASE_URL: the line names it and its address."""
+    # DATABASE_URL answers, so only a connection to the direct URL can fail.
+    env = {"DATABASE_URL": database_url, "MLC_DIRECT_DATABASE_URL": nowhere}
+    done = _run(["-m", "mlc_graph.cli", *_args(command, tmp_path)], env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"cannot reach the database at 127.0.0.1:{_port(nowhere)}/mlc (")
+    assert "or set MLC_DIRECT_DATABASE_URL to a running server (this command connects there" in lines[0]
+    assert "s3cret" not in lines[0]
+
+
+def test_the_line_names_the_url_each_command_connects_to() -> None:
+    """Unit level: the direct URL for the session commands, DATABASE_URL (the pooler) for the rest."""
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://app:pw@pgbouncer:6432/mlc",
+            "MLC_DIRECT_DATABASE_URL": "postgresql://app:pw@db-primary:5432/mlc",
+        }
+    )
+    assert {command[0] for command in DIRECT_COMMANDS} == cli.DIRECT_COMMANDS
+    refused = ConnectionRefusedError("Connect call failed")
+    assert cli.database_down(settings, "migrate", refused).startswith(
+        "cannot reach the database at db-primary:5432/mlc (Connect call failed): start PostgreSQL, or set "
+        "MLC_DIRECT_DATABASE_URL to a running server (this command connects there instead of DATABASE_URL)"
+    )
+    pooled = cli.database_down(settings, "loadtest", refused)
+    assert pooled.startswith("cannot reach the database at pgbouncer:6432/mlc (Connect call failed)")
+    assert "set DATABASE_URL to a running server" in pooled
+    # Without a direct URL the session commands fall back to DATABASE_URL, and say so.
+    alone = Settings.from_env({"DATABASE_URL": "postgresql://app:pw@db:5432/mlc"})
+    assert "db:5432/mlc" in cli.database_down(alone, "maintain", refused)
+    assert "set DATABASE_URL to a running server" in cli.database_down(alone, "maintain", refused)
 
 
 def test_a_bad_tier_override_is_one_line() -> None:
