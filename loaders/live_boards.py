@@ -11,7 +11,8 @@ from mlc_graph.platform.db import Executor
 
 @dataclass(slots=True, unsafe_hash=True)  # a row: see loaders/base.py ROWS
 class LiveEntry:
-    """One line of a live board as Redis holds it (no names: they are loaded for the viewer's org)."""
+    """One line of a live board as Redis holds it, with the student's names when the line carries them
+    (lines written before names were kept do not: the reader loads those from PostgreSQL)."""
 
     rank: int
     student_id: int
@@ -19,6 +20,8 @@ class LiveEntry:
     teacher_id: int
     score: int
     achieved_at: datetime
+    first_name: str | None = None
+    last_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +32,13 @@ class LiveBoard:
     rebuilt: bool = False
 
 
-_BOARD = "SELECT student_id, org_id, teacher_id, score, achieved_at FROM best_scores WHERE game_id = $1"
+_BOARD = (
+    "SELECT b.student_id, b.org_id, b.teacher_id, b.score, b.achieved_at, s.first_name, s.last_name "
+    "FROM best_scores b JOIN students s ON s.id = b.student_id WHERE b.game_id = $1"
+)
 SELECT_BOARD_GLOBAL = _BOARD
-SELECT_BOARD_ORGANIZATION = _BOARD + " AND org_id = $2"
-SELECT_BOARD_CLASS = _BOARD + " AND teacher_id = $2"
+SELECT_BOARD_ORGANIZATION = _BOARD + " AND b.org_id = $2"
+SELECT_BOARD_CLASS = _BOARD + " AND b.teacher_id = $2"
 _BY_SCOPE = {
     "GLOBAL": SELECT_BOARD_GLOBAL,
     "ORGANIZATION": SELECT_BOARD_ORGANIZATION,
@@ -47,6 +53,8 @@ class BoardRow:
     teacher_id: int
     score: int
     achieved_at: datetime
+    first_name: str | None = None
+    last_name: str | None = None
 
 
 async def fetch_board_rows(db: Executor, board: BoardKey) -> list[BoardRow]:

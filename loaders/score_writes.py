@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 # One row even when the student or the game does not exist, so the caller can say which is missing.
 SELECT_SUBMISSION_TARGET = """
-SELECT s.id AS student_id, s.org_id, s.teacher_id,
+SELECT s.id AS student_id, s.org_id, s.teacher_id, s.first_name, s.last_name,
        g.id AS game_id, g.status AS game_status, g.min_score, g.max_score
 FROM (SELECT 1) AS one
 LEFT JOIN students s ON s.id = $1
@@ -93,6 +93,8 @@ class SubmissionTarget:
     student_id: int | None
     org_id: int | None
     teacher_id: int | None
+    first_name: str | None
+    last_name: str | None
     game_id: int | None
     game_status: str | None
     min_score: int | None

@@ -1,8 +1,9 @@
 """Leaderboard lines from the live Redis board, as the same RankedRow the PostgreSQL path returns.
 
-Redis holds ranks, scores and times, not names; names are loaded (one batched statement) only for
-students of the viewer's organization, because everyone else is shown under a pseudonym anyway.
-Without Redis, or while it is unavailable, the lines come from PostgreSQL.
+Redis holds ranks, scores, times and the students' names (mlc_graph.realtime.live_boards), so a board
+read runs no statement for them. A line written before lines carried names has its names loaded (one
+batched statement), and only for students of the viewer's organization: everyone else is shown under a
+pseudonym anyway. Without Redis, or while it is unavailable, the lines come from PostgreSQL.
 """
 
 from __future__ import annotations
@@ -39,20 +40,21 @@ async def read_board(
 
 
 async def _with_names(info: Info, lines: list[LiveEntry]) -> list[RankedRow]:
+    """The lines as ranked rows. Names come with the line; only a line written before lines carried them
+    (and visible to the viewer: others show a pseudonym) costs a load from PostgreSQL."""
     viewer = info.context.viewer
-    named = sorted({e.student_id for e in lines if viewer.can_see_org(e.org_id)})
-    students = await info.context.loaders.students_by_id.load_many(named) if named else []
-    names = {s.id: (s.first_name, s.last_name) for s in students if s is not None}
-    return [
-        RankedRow(
-            rank=e.rank,
-            student_id=e.student_id,
-            org_id=e.org_id,
-            teacher_id=e.teacher_id,
-            score=e.score,
-            achieved_at=e.achieved_at,
-            first_name=names.get(e.student_id, ("", ""))[0],
-            last_name=names.get(e.student_id, ("", ""))[1],
+    missing = sorted({e.student_id for e in lines if e.first_name is None and viewer.can_see_org(e.org_id)})
+    names: dict[int, tuple[str, str]] = {}
+    if missing:
+        students = await info.context.loaders.students_by_id.load_many(missing)
+        names = {s.id: (s.first_name, s.last_name) for s in students if s is not None}
+    rows = []
+    for e in lines:
+        if e.first_name is not None and e.last_name is not None:
+            first, last = e.first_name, e.last_name
+        else:
+            first, last = names.get(e.student_id, ("", ""))
+        rows.append(
+            RankedRow(e.rank, e.student_id, e.org_id, e.teacher_id, e.score, e.achieved_at, first, last)
         )
-        for e in lines
-    ]
+    return rows

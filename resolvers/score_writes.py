@@ -25,6 +25,7 @@ from loaders.score_writes import (
     insert_score,
 )
 from loaders.scores import ScoreRow
+from loaders.students import StudentRow
 from mlc_graph.platform.auth import Principal, Role
 from mlc_graph.platform.db_errors import client_errors
 from mlc_graph.platform.errors import BadUserInputError, ConflictError, ForbiddenError, NotFoundError
@@ -115,7 +116,7 @@ def _check_target(viewer: Principal, target: SubmissionTarget, input: SubmitScor
     return target.org_id, target.teacher_id
 
 
-async def _record(info: Info, input: SubmitScoreInput) -> tuple[SubmissionResult, int]:
+async def _record(info: Info, input: SubmitScoreInput) -> tuple[SubmissionResult, SubmissionTarget]:
     viewer = info.context.viewer
     student_pk = _student_pk(viewer, input.student_id)
     game_pk = expect_global_id(input.game_id, "Game")
@@ -124,18 +125,19 @@ async def _record(info: Info, input: SubmitScoreInput) -> tuple[SubmissionResult
         org_id, teacher_id = _check_target(viewer, target, input)
         submission = Submission(student_pk, input.idempotency_key, game_pk, input.score, input.stage.value)
         if await claim_submission(tx, submission):
-            return await insert_score(tx, submission, org_id, teacher_id), teacher_id
+            return await insert_score(tx, submission, org_id, teacher_id), target
         first = await fetch_submission_result(tx, student_pk, input.idempotency_key)
         if first is None or not first.same_request(submission):
             raise ConflictError(
                 "This idempotencyKey was already used for a different score; use a new key per play",
                 argument="idempotencyKey",
             )
-        return first, teacher_id
+        return first, target
 
 
 async def resolve_submit_score(info: Info, input: SubmitScoreInput) -> SubmitScorePayload:
-    result, teacher_id = await _record(info, input)
+    result, target = await _record(info, input)
+    assert target.teacher_id is not None  # _check_target refused a student without one
     info.context.loaders.clear_all()
     score: ScoreRow = result.score
     if not result.replayed:
@@ -146,11 +148,13 @@ async def resolve_submit_score(info: Info, input: SubmitScoreInput) -> SubmitSco
                 game_id=score.game_id,
                 student_id=score.student_id,
                 org_id=score.org_id,
-                teacher_id=teacher_id,
+                teacher_id=target.teacher_id,
                 score=score.score,
                 stage=score.stage,
                 best=result.best.score if result.best is not None else None,
                 best_achieved_at=result.best.achieved_at if result.best is not None else None,
+                first_name=target.first_name,
+                last_name=target.last_name,
             )
         )
     return SubmitScorePayload(
@@ -314,7 +318,7 @@ def _game_pks(plays: list[OfflinePlayInput]) -> list[int]:
 
 
 def _events(
-    scores: dict[str, ScoreRow], standings: dict[int, Standing], teacher_id: int
+    scores: dict[str, ScoreRow], standings: dict[int, Standing], student: StudentRow
 ) -> list[ScoreCommitted]:
     """One event per game the batch wrote: its best challenge play (else its last play) and the best now."""
     chosen: dict[int, ScoreRow] = {}
@@ -337,11 +341,13 @@ def _events(
                 game_id=game_id,
                 student_id=score.student_id,
                 org_id=score.org_id,
-                teacher_id=teacher_id,
+                teacher_id=student.teacher_id,
                 score=score.score,
                 stage=score.stage,
                 best=best.score if best is not None else None,
                 best_achieved_at=best.achieved_at if best is not None else None,
+                first_name=student.first_name,
+                last_name=student.last_name,
             )
         )
     return events
@@ -401,7 +407,7 @@ async def resolve_submit_scores(info: Info, input: SubmitScoresInput) -> SubmitS
     loaders.clear_all()
     # After the commit, once per game, not per play: boards and subscribers must never see uncommitted
     # scores, and a batch of 50 plays of one game moves its boards once.
-    for event in _events(scores, standings, student.teacher_id):
+    for event in _events(scores, standings, student):
         await info.context.events.score_committed(event)
     outcome: list[PlayResult] = []
     for entry in results:

@@ -28,6 +28,10 @@ class ScoreCommitted:
     stage: str
     best: int | None
     best_achieved_at: datetime | None
+    # The student's names, when the writer has them: the Redis boards keep them with the line, so a board
+    # read needs no statement for them (mlc_graph.realtime.live_boards).
+    first_name: str | None = None
+    last_name: str | None = None
 
 
 ScoreListener = Callable[[ScoreCommitted], Awaitable[None]]

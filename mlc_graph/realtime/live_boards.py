@@ -3,10 +3,15 @@
 Order must equal PostgreSQL's (score desc, then earlier achieved_at, then student id). A double cannot
 hold a score plus a microsecond timestamp plus an id, so the sorted-set score is the negated game score
 (ascending ZRANGE = best first) and ties fall to the member, which Redis orders bytewise: the member is
-`<achieved_at in µs, 17 digits>:<student id, 19 digits>:<org>:<teacher>`, so equal scores rank by
-time, then id, exactly like the SQL. A hash `<board>:idx` maps student -> member, so a Lua script can do
-what ZADD GT does for a fixed member: keep a student's line unless the new best is higher (or
-equal and reached earlier, as best_scores keeps it).
+`<achieved_at in µs, 17 digits>:<student id, 19 digits>:<org>:<teacher>:<first name>\0<last name>`, so
+equal scores rank by time, then id, exactly like the SQL. A hash `<board>:idx` maps student -> member, so
+a Lua script can do what ZADD GT does for a fixed member: keep a student's line unless the new best is
+higher (or equal and reached earlier, as best_scores keeps it).
+
+The names ride with the line so that a board read needs no statement for them (issue 11): students are
+never renamed through the API, and a line is rewritten whenever it is upserted with other data (a
+rebuild included). NUL separates them because PostgreSQL text cannot hold one. Lines written before
+names were kept end at `<teacher>`; their readers load the names from PostgreSQL.
 
 Boards are caches of best_scores: `<board>:idx` holds `_built` once a board was loaded from PostgreSQL,
 and a read of an unbuilt board (new, expired, or lost in a Redis restart) rebuilds it first. Scores
@@ -52,7 +57,10 @@ for i = 3, #ARGV, 3 do
     local current = tonumber(redis.call('ZSCORE', KEYS[1], old))
     -- Equal scores: the line reached first stays (members sort by achieved_at first), so an offline
     -- play replayed late that tied the best earlier takes the line, as it does in best_scores.
-    if current and (current < neg or (current == neg and old <= member)) then
+    -- Ties compare the ordering part only (achieved_at, student id: 37 bytes); the same play with other
+    -- data (names added, a class changed) replaces the line.
+    local old_key, new_key = string.sub(old, 1, 37), string.sub(member, 1, 37)
+    if current and (current < neg or (current == neg and (old_key < new_key or old == member))) then
       keep = true
     else
       redis.call('ZREM', KEYS[1], old)
@@ -90,18 +98,26 @@ return {1, top, mine, redis.call('ZCARD', KEYS[1])}
 
 def encode_member(row: BoardRow) -> str:
     micros = (row.achieved_at - _EPOCH) // _MICROSECOND
-    return f"{micros:017d}:{row.student_id:019d}:{row.org_id}:{row.teacher_id}"
+    line = f"{micros:017d}:{row.student_id:019d}:{row.org_id}:{row.teacher_id}"
+    if row.first_name is None or row.last_name is None:
+        return line
+    return f"{line}:{row.first_name}\0{row.last_name}"
 
 
 def decode_entry(member: str, neg_score: str | float, rank: int) -> LiveEntry:
-    micros, student, org, teacher = member.split(":")
+    micros, student, org, teacher, *names = member.split(":", 4)
+    first = last = None
+    if names:
+        first, _, last = names[0].partition("\0")
     return LiveEntry(
-        rank=rank,
-        student_id=int(student),
-        org_id=int(org),
-        teacher_id=int(teacher),
-        score=-int(float(neg_score)),
-        achieved_at=_EPOCH + timedelta(microseconds=int(micros)),
+        rank,
+        int(student),
+        int(org),
+        int(teacher),
+        -int(float(neg_score)),
+        _EPOCH + timedelta(microseconds=int(micros)),
+        first,
+        last,
     )
 
 
@@ -143,7 +159,15 @@ class LiveLeaderboards:
         """EventBus listener: put the student's new best on their three boards (no-op unless it rose)."""
         if event.stage != "challenge" or event.best is None or event.best_achieved_at is None:
             return
-        row = BoardRow(event.student_id, event.org_id, event.teacher_id, event.best, event.best_achieved_at)
+        row = BoardRow(
+            event.student_id,
+            event.org_id,
+            event.teacher_id,
+            event.best,
+            event.best_achieved_at,
+            event.first_name,
+            event.last_name,
+        )
         boards = boards_of(event)
         args = [event.student_id, -row.score, encode_member(row)]
         try:
