@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from bench import procstats
@@ -591,3 +591,25 @@ def test_server_profile_reads_py_spy_stacks_and_gc_pauses(tmp_path: Path) -> Non
     assert top_self_samples(raw) == [(80.0, "send (a.py:1)"), (20.0, "parse (b.py:2)")]
     log = "x\nmlc-gc-pause gen0 7.5 collected=0\nmlc-gc-pause gen0 36.1 collected=5\nmlc-gc-pause gen2 3.0 collected=1\n"
     assert gc_pauses(log) == {"gen0": (2, 36.1), "gen2": (1, 3.0)}
+
+
+async def test_statements_are_counted_on_the_warm_pass_the_load_repeats(world: World, tmp_path: Path) -> None:
+    """A first answer may pay for a cache (a Redis board built, a plan compiled); the load cycles the same
+    requests, so the figure is the second pass's. The server here says 3 statements the first time it
+    sees a body and 1 after, and only answers W4's shape."""
+    seen: set[bytes] = set()
+
+    async def answer(request: web.Request) -> web.Response:
+        body = await request.read()
+        statements = 1 if body in seen else 3
+        seen.add(body)
+        payload = {"data": {"student": {"id": "x"}}}
+        return web.json_response(payload, headers={STATEMENTS_HEADER: str(statements)})
+
+    app = web.Application()
+    app.router.add_post("/w4", answer)
+    async with TestServer(app) as server:
+        target = Target("floor", str(server.make_url("")).rstrip("/"))
+        sequence = await prepare_sequence(target, BY_KEY["W4"], _dataset(world), tmp_path, count=4)
+    assert (sequence.statements_per_request, sequence.problem) == (1.0, None)
+    assert len(seen) == 4
