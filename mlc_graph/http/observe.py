@@ -6,7 +6,8 @@
 - the database options (timeouts, SQL comments, slow-query hook) and the replica router that the
   admission pipeline's route stage and note_write finisher use (mlc_graph.execution.stages);
 - GET /metrics (guarded by MLC_METRICS_TOKEN and/or MLC_METRICS_ALLOW);
-- a startup/cleanup context for the replica pools and their probe.
+- a startup/cleanup context for the replica pools and their probe;
+- a cleanup hook writing the request log lines still buffered for the last loop turn.
 Install it before features with their own middlewares (subscriptions) so WebSocket connections pass
 through this one and are counted.
 """
@@ -26,7 +27,7 @@ from aiohttp.typedefs import Handler, Middleware
 from mlc_graph.http.compression import maybe_compress
 from mlc_graph.keys import PIPELINE, POOL, REALTIME, REQUEST_ID, SETTINGS
 from mlc_graph.observability.access import close_record, open_record
-from mlc_graph.observability.logs import AccessRecord, log_access
+from mlc_graph.observability.logs import AccessRecord, flush_request_log, log_access
 from mlc_graph.observability.metrics import Metrics, MetricsGuard, metrics_handler
 from mlc_graph.platform import redis as redis_client
 from mlc_graph.platform.db import DbOptions, create_pool
@@ -284,3 +285,11 @@ def install(app: web.Application) -> None:
     guard = MetricsGuard.parse(settings.metrics_token, settings.metrics_allow, settings.production)
     app.router.add_get("/metrics", metrics_handler(metrics, guard))
     app.cleanup_ctx.append(_replicas)
+    if settings.request_log:
+        app.on_cleanup.append(_flush_request_log)
+
+
+async def _flush_request_log(_app: web.Application) -> None:
+    # The last turn's lines would be written on the loop's next turn anyway; a server that stops after
+    # cleanup must not depend on one.
+    flush_request_log()

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+import aiohttp
 import asyncpg
 import orjson
 import pytest
 
 from mlc_graph.observability.logs import (
     ACCESS_LOGGER,
+    TURN_BUFFER_CHARS,
     AccessRecord,
     JsonFormatter,
+    JsonStreamHandler,
+    flush_request_log,
     log_access,
     request_id_from,
 )
@@ -20,7 +29,16 @@ from mlc_graph.platform.db import DbOptions, Executor, QueryStats
 from mlc_graph.platform.sqlcomment import SLOW_LOGGER, build_comment, comment_for, normalize
 from tests.support import factories
 from tests.support.database import TENANT_TABLES
-from tests.support.http import app_client, bearer, http_settings
+from tests.support.http import (
+    ROOT,
+    app_client,
+    bearer,
+    free_port,
+    http_settings,
+    start_server,
+    stop_server,
+    wait_ready,
+)
 
 SELECT_OWN_QUERY = "SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid()"
 
@@ -151,7 +169,7 @@ def test_access_line_written_straight_equals_the_formatted_record() -> None:
     parent = logging.getLogger("test.direct")
     parent.propagate = False
     stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
+    handler = JsonStreamHandler(stream)
     formatter = JsonFormatter()
     handler.setFormatter(formatter)
     parent.addHandler(handler)
@@ -177,3 +195,183 @@ def test_access_line_written_straight_equals_the_formatted_record() -> None:
     assert {k: v for k, v in direct.items() if k != "ts"} == {k: v for k, v in standard.items() if k != "ts"}
     assert direct["logger"] == "test.direct.access" and direct["level"] == "info"
     assert direct["ts"].endswith("Z") and len(direct["ts"]) == len("2026-01-01T00:00:00.000Z")
+
+
+class RecordingStream(io.StringIO):
+    """A file that remembers each write and flush it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+        self.flushes = 0
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+class FailingStream(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError("disk full")
+
+
+@dataclass
+class JsonLog:
+    """A logger writing to a JsonStreamHandler of its own on a RecordingStream, as `serve` sets up."""
+
+    logger: logging.Logger
+    handler: JsonStreamHandler
+    stream: RecordingStream
+
+    def access(self, *numbers: int) -> None:
+        for n in numbers:
+            log_access(AccessRecord(request_id=f"turn-{n}", status=200, duration_ms=float(n)), self.logger)
+
+
+@pytest.fixture
+def json_log() -> Iterator[JsonLog]:
+    # Made outside logging's registry: pytest adds its capture handler to every registered logger that
+    # does not propagate, and with two handlers a line takes the record path.
+    logger = logging.Logger("test.turns", logging.INFO)
+    stream = RecordingStream()
+    handler = JsonStreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    try:
+        yield JsonLog(logger, handler, stream)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def _ids(text: str) -> list[str]:
+    """Each line's request id (its message when it has none)."""
+    lines = [orjson.loads(line) for line in text.splitlines()]
+    return [line.get("request_id", line["msg"]) for line in lines]
+
+
+def _turns(numbers: range) -> list[str]:
+    return [f"turn-{n}" for n in numbers]
+
+
+async def test_the_access_lines_of_one_loop_turn_are_one_write_and_one_flush(json_log: JsonLog) -> None:
+    stream = json_log.stream
+    json_log.access(*range(5))
+    assert stream.writes == []  # nothing until the turn ends
+    await asyncio.sleep(0)
+    assert len(stream.writes) == 1 and stream.flushes == 1
+    assert _ids(stream.writes[0]) == _turns(range(5))
+    json_log.access(*range(5, 8))
+    await asyncio.sleep(0)
+    assert len(stream.writes) == 2 and stream.flushes == 2  # the next turn: its own write
+    assert _ids(stream.getvalue()) == _turns(range(8))
+
+
+async def test_other_records_keep_their_place_among_the_buffered_lines(json_log: JsonLog) -> None:
+    json_log.access(1)
+    json_log.logger.warning("between")
+    json_log.access(2)
+    await asyncio.sleep(0)
+    assert _ids(json_log.stream.getvalue()) == ["turn-1", "between", "turn-2"]
+
+
+async def test_a_turn_with_many_requests_writes_before_the_buffer_grows_past_its_bound(
+    json_log: JsonLog,
+) -> None:
+    stream = json_log.stream
+    json_log.access(*range(2000))  # about 100 characters each: three writes' worth
+    assert len(stream.writes) >= 2  # some written within the turn
+    assert all(len(text) <= TURN_BUFFER_CHARS + 200 for text in stream.writes)
+    await asyncio.sleep(0)
+    assert _ids(stream.getvalue()) == _turns(range(2000))
+
+
+async def test_flush_writes_what_the_turn_has_buffered(json_log: JsonLog) -> None:
+    json_log.access(1)
+    flush_request_log(json_log.logger)
+    assert _ids(json_log.stream.getvalue()) == ["turn-1"]
+    await asyncio.sleep(0)
+    assert _ids(json_log.stream.getvalue()) == ["turn-1"]  # written once
+
+
+def test_without_a_running_loop_each_line_is_written_at_once(json_log: JsonLog) -> None:
+    json_log.access(1)
+    assert len(json_log.stream.writes) == 1 and json_log.stream.flushes == 1
+    assert _ids(json_log.stream.getvalue()) == ["turn-1"]
+
+
+async def test_a_failed_write_is_reported_by_logging_error_handling(
+    json_log: JsonLog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    json_log.handler.setStream(FailingStream())
+    json_log.access(1, 2)
+    await asyncio.sleep(0)
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" in err and "OSError: disk full" in err
+    assert "2 request log lines not written" in err
+    # Outside a loop the line takes the record path, whose failure logging reports the same way.
+    await asyncio.to_thread(json_log.access, 3)
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" in err and "Message: 'request'" in err
+
+
+EXIT_MID_TURN = """
+import asyncio, sys
+from mlc_graph.observability.logs import AccessRecord, configure_logging, log_access
+
+async def main() -> None:
+    for n in range(3):
+        log_access(AccessRecord(request_id=f"exit-{n}"))
+    sys.exit(0)  # out of the loop before the turn ends: the lines are still buffered
+
+configure_logging("INFO", stream=sys.stdout)
+loop = asyncio.new_event_loop()
+loop.run_until_complete(main())
+"""
+
+
+def test_lines_buffered_when_the_interpreter_exits_are_written() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_MID_TURN],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert _ids(done.stdout) == ["exit-0", "exit-1", "exit-2"]
+
+
+@pytest.mark.slow
+async def test_a_server_process_writes_every_request_line_before_it_stops(database_url: str) -> None:
+    port = free_port()
+    process = start_server(database_url, port)
+    ids = [f"served-{n}" for n in range(20)]
+    try:
+        await wait_ready(port, process)
+        async with aiohttp.ClientSession() as session:
+
+            async def ask(request_id: str) -> int:
+                async with session.post(
+                    f"http://127.0.0.1:{port}/graphql",
+                    json={"query": "{ __typename }"},
+                    headers={"X-Request-ID": request_id},
+                ) as response:
+                    return response.status
+
+            assert await asyncio.gather(*(ask(i) for i in ids)) == [200] * len(ids)
+    finally:
+        code, output = stop_server(process)
+    assert code == 0, output
+    lines = [orjson.loads(line) for line in output.splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == ACCESS_LOGGER]
+    served = [line for line in access if line["request_id"].startswith("served-")]
+    assert sorted(line["request_id"] for line in served) == sorted(ids)
+    assert all((line["path"], line["status"]) == ("/graphql", 200) for line in served)
+    # Written in the order they were logged: every access line before the shutdown notice.
+    stopping = next(n for n, line in enumerate(lines) if line["msg"].startswith("shutting down"))
+    assert max(n for n, line in enumerate(lines) if line["logger"] == ACCESS_LOGGER) < stopping
