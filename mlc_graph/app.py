@@ -93,8 +93,8 @@ def create_app(
         app[observe.TRACER] = tracer
     headers.install(app)
     app.cleanup_ctx.append(_database)
-    # Its middleware wraps everything after it (WebSocket connections are counted there), and its
-    # replica pools start after the primary's.
+    # Its replica pools start after the primary's; its middleware wraps every handler, the WebSocket one
+    # (reached through GET /graphql's) included, so sockets are counted there.
     observe.install(app)
     app.cleanup_ctx.append(_realtime)
     app.cleanup_ctx.append(_pipeline(tuple(first_stages)))

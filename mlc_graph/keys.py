@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from mlc_graph.execution.pipeline import Pipeline
 from mlc_graph.guards.persisted import PersistedQueries
@@ -28,3 +29,6 @@ PERSISTED = web.AppKey("persisted_queries", PersistedQueries)
 # What resolvers may use of the real-time services: handed to every Context as is.
 SERVICES = web.AppKey("services", Services)
 REQUEST_ID = web.RequestKey("request_id", str)
+# GET /graphql with Upgrade: websocket goes to this handler when the WebSocket feature registered it
+# (mlc_graph.ws.subscriptions): the HTTP view dispatches there without importing the feature.
+WEBSOCKET: web.AppKey[Handler] = web.AppKey("websocket_handler")

@@ -8,8 +8,8 @@
 - GET /metrics (guarded by MLC_METRICS_TOKEN and/or MLC_METRICS_ALLOW);
 - a startup/cleanup context for the replica pools and their probe;
 - a cleanup hook writing the request log lines still buffered for the last loop turn.
-Install it before features with their own middlewares (subscriptions) so WebSocket connections pass
-through this one and are counted.
+WebSocket connections reach their handler through GET /graphql's (mlc_graph.http.view), inside every
+middleware, so they pass through this one and are counted in the WebSocket gauge.
 """
 
 from __future__ import annotations

@@ -17,8 +17,10 @@ The older `graphql-ws` subprotocol (subscriptions-transport-ws) is served on the
 mlc_graph.ws.legacy, a subclass of `Connection` with that protocol's message names: the subprotocol the
 client offers picks the class (this one when a client offers both), and admission is this module's.
 
-`install(app)` adds the WebSocket route (a middleware on GET /graphql with Upgrade) and the shutdown hook;
-`PROTOCOLS` maps each subprotocol to its connection class, in the server's order of preference.
+`install(app)` registers the WebSocket handler under `mlc_graph.keys.WEBSOCKET`, where the GET /graphql
+handler (mlc_graph.http.view) hands it a request with `Upgrade: websocket` (so a socket passes the same
+middlewares as an HTTP request), and adds the shutdown hook. `PROTOCOLS` maps each subprotocol to its
+connection class, in the server's order of preference.
 """
 
 from __future__ import annotations
@@ -33,13 +35,12 @@ from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
-from aiohttp.typedefs import Handler
 from graphql import ExecutionResult, GraphQLError, OperationType, subscribe
 
 from mlc_graph.execution.masking import client_error
 from mlc_graph.execution.request import GraphQLParams, OperationRequest, Outcome, Transport
 from mlc_graph.guards.origins import handshake_allowed
-from mlc_graph.keys import EVENTS, PIPELINE, POOL, QUOTAS, SERVICES, SETTINGS, TIERS, TOKENS
+from mlc_graph.keys import EVENTS, PIPELINE, POOL, QUOTAS, SERVICES, SETTINGS, TIERS, TOKENS, WEBSOCKET
 from mlc_graph.platform.auth import Principal, TokenVerifier, bearer_token
 from mlc_graph.platform.db import Executor, QueryStats
 from mlc_graph.platform.errors import AuthError, Refusal, refusal_body, request_error
@@ -345,21 +346,9 @@ async def _close_sockets(app: web.Application) -> None:
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutting down")
 
 
-@web.middleware
-async def websocket_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """GET /graphql with an Upgrade: websocket header is a subscription socket; anything else is HTTP."""
-    if (
-        request.method == "GET"
-        and request.path == "/graphql"
-        and request.headers.get("Upgrade", "").lower() == "websocket"
-    ):
-        return await websocket_handler(request)
-    return await handler(request)
-
-
 def install(app: web.Application) -> None:
-    """The WebSocket route on /graphql, and closing every socket on shutdown."""
-    app.middlewares.append(websocket_middleware)
+    """The WebSocket handler of GET /graphql, and closing every socket on shutdown."""
+    app[WEBSOCKET] = websocket_handler
     protocols: dict[str, type[Connection]] = {PROTOCOL: Connection}
     app[PROTOCOLS] = protocols
     app[SOCKETS] = set()
