@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from mlc_graph.platform.config import PoolSettings
 from mlc_graph.platform.db_errors import UNSTORABLE_TEXT, unstorable_text
@@ -41,6 +42,9 @@ _UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
     asyncpg.PostgresConnectionError,
 )
+
+# What a pool's acquire may raise when no connection is to be had (InterfaceError: the pool is closing).
+_ACQUIRE_FAILURES = (*_UNAVAILABLE, asyncpg.InterfaceError)
 
 # What asyncpg raises when the connection closed under a statement (a restart mid-query): unavailable only
 # when the connection is in fact closed; otherwise a bug, and masked as one.
@@ -190,10 +194,8 @@ class Executor:
             return
         try:
             conn = await self._pool.acquire(timeout=self._acquire_timeout)
-        except (*_UNAVAILABLE, asyncpg.InterfaceError) as exc:  # InterfaceError: the pool is closing
-            raise DatabaseUnavailableError(
-                f"database unavailable: no connection within {self._acquire_timeout:g}s"
-            ) from exc
+        except _ACQUIRE_FAILURES as exc:
+            raise _no_connection(self._acquire_timeout) from exc
         try:
             # The pool hands out a proxy that forwards every Connection method; type it as what it proxies.
             if self._report_timeout is None:
@@ -217,7 +219,20 @@ class Executor:
 
     async def _run(self, method: str, sql: str, args: Sequence[Any], logged: Sequence[Any]) -> Any:
         """Call one asyncpg method on a connection, counted, timed and with driver failures classified."""
-        async with self._connection() as conn:
+        # The connection's acquire and release written out rather than `async with self._connection()`:
+        # a generator-based context manager per statement was several calls and frames each (issue 11).
+        conn = self._conn
+        proxy: PoolConnectionProxy[Any] | None = None
+        if conn is None:
+            try:
+                proxy = await self._pool.acquire(timeout=self._acquire_timeout)
+            except _ACQUIRE_FAILURES as exc:
+                raise _no_connection(self._acquire_timeout) from exc
+            if self._report_timeout is not None:
+                return await self._run_reported(proxy, self._report_timeout, method, sql, args, logged)
+            # The pool hands out a proxy that forwards every Connection method; typed as what it proxies.
+            conn = cast(asyncpg.Connection, proxy)
+        try:
             started = time.perf_counter()
             try:
                 return await getattr(conn, method)(sql + self._comment, *args)
@@ -235,6 +250,34 @@ class Executor:
                 raise
             finally:
                 self._finish(sql, logged, time.perf_counter() - started)
+        finally:
+            if proxy is not None:
+                await self._pool.release(proxy)
+
+    async def _run_reported(
+        self,
+        proxy: PoolConnectionProxy[Any],
+        set_timeout: str,
+        method: str,
+        sql: str,
+        args: Sequence[Any],
+        logged: Sequence[Any],
+    ) -> Any:
+        """A report request's statement on a pooled connection: in a transaction with the report timeout
+        (SET LOCAL ends with it, so the pooled session keeps the read timeout), then released."""
+        conn = cast(asyncpg.Connection, proxy)
+        try:
+            async with conn.transaction():
+                await conn.execute(set_timeout)
+                return await self._pinned(conn)._run(method, sql, args, logged)
+        finally:
+            await self._pool.release(proxy)
+
+    def _pinned(self, conn: asyncpg.Connection) -> Executor:
+        """An executor on `conn` alone, naming its statements as this one does."""
+        pinned = Executor(self._pool, self.stats, self._acquire_timeout, conn, self._options)
+        pinned.operation, pinned.request_id, pinned._comment = self.operation, self.request_id, self._comment
+        return pinned
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         rows: list[asyncpg.Record] = await self._run("fetch", sql, args, args)
@@ -268,12 +311,7 @@ class Executor:
         async with self._connection() as conn:
             try:
                 async with conn.transaction():
-                    pinned = Executor(self._pool, self.stats, self._acquire_timeout, conn, self._options)
-                    pinned.operation, pinned.request_id, pinned._comment = (
-                        self.operation,
-                        self.request_id,
-                        self._comment,
-                    )
+                    pinned = self._pinned(conn)
                     if statement_timeout_ms is not None:
                         # SET takes no bind parameters; the value is an int we format ourselves.
                         await pinned.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
@@ -294,6 +332,10 @@ class Executor:
     def report(self) -> AbstractAsyncContextManager[Executor]:
         """A transaction with the report statement timeout (30 s by default, not the 5 s of reads)."""
         return self.transaction(self._options.report_timeout_ms)
+
+
+def _no_connection(timeout: float) -> DatabaseUnavailableError:
+    return DatabaseUnavailableError(f"database unavailable: no connection within {timeout:g}s")
 
 
 def _unavailable(exc: BaseException) -> DatabaseUnavailableError:

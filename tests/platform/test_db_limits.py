@@ -15,6 +15,11 @@ from tests.support import factories
 from tests.support.database import TENANT_TABLES
 from tests.support.http import app_client, bearer, http_settings
 
+SLEEPING = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND state = 'active' AND query LIKE 'SELECT pg_sleep(1)%'
+"""
+
 
 async def test_an_exhausted_pool_refuses_after_the_acquire_timeout(database_url: str) -> None:
     pool = await create_pool(database_url, PoolSettings(min_size=1, max_size=1))
@@ -117,3 +122,54 @@ async def test_a_connection_closed_under_the_executor_is_service_unavailable(
     await conn.close()
     with pytest.raises(DatabaseUnavailableError):
         await Executor(clean_db, QueryStats(), conn=conn).fetchval("SELECT 1")
+
+
+async def test_every_statement_gives_its_connection_back_whatever_became_of_it(database_url: str) -> None:
+    """With one connection in the pool, a statement that kept it would leave the next one waiting out
+    the acquire timeout: plain and report statements, answered, refused, timed out and cancelled."""
+    settings = PoolSettings(min_size=1, max_size=1, read_statement_timeout_ms=300)
+    pool = await create_pool(database_url, settings)
+    watch = await asyncpg.connect(database_url)
+    try:
+        stats = QueryStats()
+        db = Executor(pool, stats, options=DbOptions(acquire_timeout=2.0, report_timeout_ms=600))
+        for report in (False, True):
+            if report:
+                db.use_report_timeout()
+            assert await db.fetchval("SHOW statement_timeout") == ("600ms" if report else "300ms")
+            with pytest.raises(asyncpg.UndefinedTableError):
+                await db.fetch("SELECT * FROM no_such_table")
+            with pytest.raises(DatabaseUnavailableError, match="timed out"):
+                await db.fetchval("SELECT pg_sleep(1)")
+            running = asyncio.create_task(db.fetchval("SELECT pg_sleep(1)"))
+            for _ in range(400):  # cancelled in the statement, not before it
+                if await watch.fetchval(SLEEPING):
+                    break
+                await asyncio.sleep(0.005)
+            assert await watch.fetchval(SLEEPING) == 1
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+            assert pool.get_idle_size() == 1
+        assert stats.statements == 8  # the report's SET LOCAL is not one of them
+        # The report timeout ended with each statement's transaction: the session has the read one.
+        assert await Executor(pool, QueryStats()).fetchval("SHOW statement_timeout") == "300ms"
+    finally:
+        await watch.close()
+        pool.terminate()  # not close(): it would wait for ever for a connection a statement kept
+
+
+async def test_no_free_connection_is_said_with_the_acquire_timeout(database_url: str) -> None:
+    pool = await create_pool(database_url, PoolSettings(min_size=1, max_size=1))
+    try:
+        db = Executor(pool, QueryStats(), options=DbOptions(acquire_timeout=0.05))
+        async with pool.acquire():
+            with pytest.raises(
+                DatabaseUnavailableError, match=r"^database unavailable: no connection within 0\.05s$"
+            ):
+                await db.fetchval("SELECT 1")
+            db.use_report_timeout()
+            with pytest.raises(DatabaseUnavailableError, match=r"no connection within 0\.05s"):
+                await db.fetchval("SELECT 1")
+    finally:
+        await pool.close()
