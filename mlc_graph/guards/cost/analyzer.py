@@ -23,7 +23,8 @@ from graphql import (
 from graphql.language import FieldNode, InlineFragmentNode
 
 from mlc_graph.guards.cost.plan import Planner, Selection
-from mlc_graph.guards.cost.report import actual_cost, breakdown, describe_path, heaviest_path, lowering_hint
+from mlc_graph.guards.cost.report import breakdown, describe_path, heaviest_path, lowering_hint
+from mlc_graph.guards.cost.walker import compile_walker
 from mlc_graph.guards.cost.weights import build_weight_table
 from mlc_graph.platform.errors import CostValidationError, QueryTooComplexError
 
@@ -49,7 +50,11 @@ class CostAnalysis:
     operation: str  # query, mutation or subscription
 
     def actual(self, data: Any) -> int:
-        return actual_cost(self.plan, data)
+        walk = self.plan.walker
+        if walk is None:
+            walk = self.plan.walker = compile_walker(self.plan)
+        result: int = walk(data)
+        return result
 
     def breakdown(self) -> list[dict[str, Any]]:
         return breakdown(self.plan)

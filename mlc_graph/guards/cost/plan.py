@@ -8,6 +8,7 @@ value is known, and an abstract type is priced as its most expensive possible ty
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,8 @@ class Selection:
     cost: int  # of the most expensive possible type
     # What the actual-cost walk visits, precomputed: only fields that cost or contain something that does.
     priced: tuple[tuple[str, int, Selection | None], ...] = ()
+    # The walk compiled for this selection as a plan's root (mlc_graph.guards.cost.walker), on first use.
+    walker: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.priced = tuple(
