@@ -162,8 +162,14 @@ def _games(records: Sequence[Any], references: References | None) -> list[GameRo
     """GameRows of game statements' records; their categories and levels handed to `references`."""
     games = [GameRow(*r[:_GAME_FIELDS]) for r in records]
     if references is not None and records:
-        categories = {r[3]: CategoryRow(r[3], r[11], r[12]) for r in records}
-        levels = {r[4]: LevelRow(r[4], r[13], r[14]) for r in records}
+        # A page of 50 games names a handful of categories and levels: build each row once, not per game.
+        categories: dict[int, CategoryRow] = {}
+        levels: dict[int, LevelRow] = {}
+        for r in records:
+            if r[3] not in categories:
+                categories[r[3]] = CategoryRow(r[3], r[11], r[12])
+            if r[4] not in levels:
+                levels[r[4]] = LevelRow(r[4], r[13], r[14])
         references(list(categories.values()), list(levels.values()))
     return games
 
