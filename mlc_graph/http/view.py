@@ -8,6 +8,10 @@ asks; wrongly typed variables and malformed HTTP requests (bad JSON, wrong membe
 
 Every JSON answer says `Cache-Control: no-store`, except GET query answers the schema's hints allow
 caches to keep (mlc_graph.http.caching).
+
+Every answer of `graphql_handler` but GraphiQL's page notes its error codes on the request's access record
+(`_answer`, `note_answer`) from the body before it is serialized: the observe middleware then need not
+search the bytes for them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from multidict import MultiMapping
 from mlc_graph.execution.request import GraphQLParams, OperationRequest, Outcome, Transport
 from mlc_graph.http import caching, graphiql, readiness
 from mlc_graph.keys import EVENTS, PIPELINE, POOL, REQUEST_ID, SERVICES, SETTINGS, TOKENS, WEBSOCKET
+from mlc_graph.observability.access import note_answer
 from mlc_graph.observability.logs import request_id_from
 from mlc_graph.platform.auth import Principal, bearer_token
 from mlc_graph.platform.db import Executor, QueryStats
@@ -247,14 +252,25 @@ def _prepared(
     return OperationRequest(params, context, request.method, request.headers, transport)
 
 
+def _answer(
+    body: Any, status: int = 200, media: str = JSON, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """`json_response` for the GraphQL answers and refusals, their error codes noted from `body`."""
+    response = json_response(body, status, media, headers)
+    note_answer(body)  # once the response exists: a body that fails to serialize must not leave codes
+    return response
+
+
 def _respond(outcome: Outcome, media: str) -> web.Response:
     status = outcome.status if media == GRAPHQL_RESPONSE else outcome.legacy_status
-    return json_response(outcome.body, status, media, outcome.headers)
+    response = json_response(outcome.body, status, media, outcome.headers)
+    note_answer(outcome.body)  # _answer's two steps inline: every request comes this way
+    return response
 
 
 async def _respond_cacheable(request: web.Request, outcome: Outcome, media: str) -> web.Response:
     assert outcome.cache is not None
-    return await caching.cacheable_response(
+    response = await caching.cacheable_response(
         request,
         orjson.dumps(outcome.body),
         outcome.status if media == GRAPHQL_RESPONSE else outcome.legacy_status,
@@ -263,6 +279,9 @@ async def _respond_cacheable(request: web.Request, outcome: Outcome, media: str)
         outcome.cache,
         request.app[SETTINGS].compression,
     )
+    # Only an answer without errors is cacheable, so a 304 (no body) has the same codes as its answer: none.
+    note_answer(outcome.body)
+    return response
 
 
 async def graphql_handler(request: web.Request) -> web.StreamResponse:
@@ -280,7 +299,7 @@ async def graphql_handler(request: web.Request) -> web.StreamResponse:
     if get and wants_html and not settings.production:
         return graphiql.page_response()
     if media is None:
-        return json_response(
+        return _answer(
             error_body(f"Acceptable response types: {GRAPHQL_RESPONSE}, {JSON}", "NOT_ACCEPTABLE"), 406
         )
     try:
@@ -293,7 +312,7 @@ async def graphql_handler(request: web.Request) -> web.StreamResponse:
             return await _batch(request, body, principal, media)
         params = body if isinstance(body, GraphQLParams) else params_from_body(body)
     except BadRequest as exc:
-        return json_response(refusal_body(exc.errors()), exc.status, media, exc.headers)
+        return _answer(refusal_body(exc.errors()), exc.status, media, exc.headers)
     outcome = await request.app[PIPELINE].run(_prepared(request, params, principal, Transport.HTTP))
     if outcome.cache is not None:
         return await _respond_cacheable(request, outcome, media)
@@ -321,7 +340,7 @@ async def _batch(
     # One status for many operations: the worst refusal that is not a GraphQL request error, else 200.
     statuses = [o.legacy_status for o in outcomes if o.legacy_status != 200]
     status = max(statuses) if statuses else 200
-    return json_response([o.body for o in outcomes], status, media)
+    return _answer([o.body for o in outcomes], status, media)
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -1,12 +1,15 @@
 """The request being served in this task, as its log line and metrics will describe it.
 
 The HTTP middleware opens an `AccessRecord` for each request; the admission pipeline's route stage and
-the cost finisher fill in what only they know (operation, category, caller, database target, cost).
+the cost finisher fill in what only they know (operation, category, caller, database target, cost), and
+the GraphQL view the error codes of the answer it built (`note_answer`), so they are not searched for in
+the bytes sent (issue 11).
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
+from typing import Any
 
 from graphql import FieldNode, OperationDefinitionNode, OperationType
 
@@ -29,6 +32,26 @@ def category_of(operation: OperationDefinitionNode) -> str:
         if isinstance(selection, FieldNode) and selection.name.value in REPORT_FIELDS:
             return "report"
     return "read"
+
+
+def error_codes_of(payload: Any) -> tuple[str, ...]:
+    """The `extensions.code` of each error of a GraphQL answer (of every item in order for a batch's list),
+    "UNKNOWN" for an error without a string code."""
+    items = payload if isinstance(payload, list) else [payload]
+    codes: list[str] = []
+    for item in items:
+        for error in (item.get("errors") or []) if isinstance(item, dict) else []:
+            extensions = error.get("extensions") if isinstance(error, dict) else None
+            code = extensions.get("code") if isinstance(extensions, dict) else None
+            codes.append(code if isinstance(code, str) else "UNKNOWN")
+    return tuple(codes)
+
+
+def note_answer(payload: Any) -> None:
+    """The answer the view sends (before serialization): its error codes go on the request's record."""
+    record = _current.get()
+    if record is not None:
+        record.error_codes = error_codes_of(payload)
 
 
 def current_record() -> AccessRecord | None:

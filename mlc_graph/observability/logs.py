@@ -200,7 +200,9 @@ class AccessRecord:
     user_id: int | None = None
     org_id: int | None = None
     role: str | None = None
-    error_codes: tuple[str, ...] = ()
+    # None until known: the GraphQL view notes them from the answer it built (access.note_answer); for any
+    # other response the observe middleware reads them from the body sent.
+    error_codes: tuple[str, ...] | None = None
     db_target: str | None = None
 
     def fields(self) -> dict[str, Any]:
