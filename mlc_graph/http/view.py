@@ -263,9 +263,7 @@ def _answer(
 
 def _respond(outcome: Outcome, media: str) -> web.Response:
     status = outcome.status if media == GRAPHQL_RESPONSE else outcome.legacy_status
-    response = json_response(outcome.body, status, media, outcome.headers)
-    note_answer(outcome.body)  # _answer's two steps inline: every request comes this way
-    return response
+    return _answer(outcome.body, status, media, outcome.headers)
 
 
 async def _respond_cacheable(request: web.Request, outcome: Outcome, media: str) -> web.Response:

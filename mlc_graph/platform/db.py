@@ -222,14 +222,16 @@ class Executor:
         # The connection's acquire and release written out rather than `async with self._connection()`:
         # a generator-based context manager per statement was several calls and frames each (issue 11).
         conn = self._conn
+        if conn is None and self._report_timeout is not None:
+            # A report's statement, in its SET LOCAL transaction: rare, so the context manager is fine here.
+            async with self._connection() as reporting:
+                return await self._pinned(reporting)._run(method, sql, args, logged)
         proxy: PoolConnectionProxy[Any] | None = None
         if conn is None:
             try:
                 proxy = await self._pool.acquire(timeout=self._acquire_timeout)
             except _ACQUIRE_FAILURES as exc:
                 raise _no_connection(self._acquire_timeout) from exc
-            if self._report_timeout is not None:
-                return await self._run_reported(proxy, self._report_timeout, method, sql, args, logged)
             # The pool hands out a proxy that forwards every Connection method; typed as what it proxies.
             conn = cast(asyncpg.Connection, proxy)
         try:
@@ -253,25 +255,6 @@ class Executor:
         finally:
             if proxy is not None:
                 await self._pool.release(proxy)
-
-    async def _run_reported(
-        self,
-        proxy: PoolConnectionProxy[Any],
-        set_timeout: str,
-        method: str,
-        sql: str,
-        args: Sequence[Any],
-        logged: Sequence[Any],
-    ) -> Any:
-        """A report request's statement on a pooled connection: in a transaction with the report timeout
-        (SET LOCAL ends with it, so the pooled session keeps the read timeout), then released."""
-        conn = cast(asyncpg.Connection, proxy)
-        try:
-            async with conn.transaction():
-                await conn.execute(set_timeout)
-                return await self._pinned(conn)._run(method, sql, args, logged)
-        finally:
-            await self._pool.release(proxy)
 
     def _pinned(self, conn: asyncpg.Connection) -> Executor:
         """An executor on `conn` alone, naming its statements as this one does."""
