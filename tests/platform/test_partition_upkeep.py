@@ -98,19 +98,23 @@ async def test_one_upkeep_round_at_a_time_across_instances(own_database: str) ->
         await conn.close()
 
 
+async def _dropped_and_made_again(conn: asyncpg.Connection, target: str) -> None:
+    """`target` exists (start-up made it); dropped while the server runs, the periodic task makes it again."""
+    assert await conn.fetchval(PARTITION_EXISTS, target)
+    await conn.execute(f"DROP TABLE {target}")
+    for _ in range(400):
+        if await conn.fetchval(PARTITION_EXISTS, target):
+            break
+        await asyncio.sleep(0.05)
+    assert await conn.fetchval(PARTITION_EXISTS, target)
+
+
 async def test_the_running_server_creates_partitions_ahead(own_database: str) -> None:
     target = _name(_month(2))
     conn = await asyncpg.connect(own_database)
     try:
         async with app_client(http_settings(own_database, partition_upkeep_seconds=0.05)):
-            # Start-up made it; dropped while the server runs, the periodic task makes it again.
-            assert await conn.fetchval(PARTITION_EXISTS, target)
-            await conn.execute(f"DROP TABLE {target}")
-            for _ in range(400):
-                if await conn.fetchval(PARTITION_EXISTS, target):
-                    break
-                await asyncio.sleep(0.05)
-            assert await conn.fetchval(PARTITION_EXISTS, target)
+            await _dropped_and_made_again(conn, target)
         # Stopped with the app.
         assert not [t for t in asyncio.all_tasks() if t.get_name() == "partition-upkeep"]
     finally:
@@ -124,12 +128,6 @@ async def test_the_running_server_keeps_the_change_log_partitioned_ahead(own_dat
     conn = await asyncpg.connect(own_database)
     try:
         async with app_client(http_settings(own_database, partition_upkeep_seconds=0.05)):
-            assert await conn.fetchval(PARTITION_EXISTS, target)
-            await conn.execute(f"DROP TABLE {target}")
-            for _ in range(400):
-                if await conn.fetchval(PARTITION_EXISTS, target):
-                    break
-                await asyncio.sleep(0.05)
-            assert await conn.fetchval(PARTITION_EXISTS, target)
+            await _dropped_and_made_again(conn, target)
     finally:
         await conn.close()
