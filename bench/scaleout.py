@@ -22,21 +22,20 @@ import argparse
 import asyncio
 import itertools
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
 
 import aiohttp
 import asyncpg
 import redis as redis_sync
 
 from bench.procstats import cpu_delta, postgres_backends_cpu, tree_cpu_seconds
+from bench.run import BENCH_TIER_OVERRIDES, Processes, free_port, graphql_argv, wait_ready
 from mlc_graph.domain.tiers import TierTable
 from mlc_graph.guards.quotas import Quotas
 from mlc_graph.guards.tiers import TierResolver
@@ -47,7 +46,6 @@ from mlc_graph.platform.migrate import migrate
 from mlc_graph.realtime.services import Realtime
 from mlc_graph.tools.seed import DEMO, seed
 from tests.support.database import ADMIN_URL, url_for
-from tests.support.http import ROOT, free_port
 from tests.support.pgbouncer import PgBouncer
 from tests.support.redis_cluster import redis_cluster
 
@@ -83,9 +81,7 @@ async def _drop(name: str) -> None:
     await admin.close()
 
 
-def _serve(database_url: str, direct_url: str, cache: int) -> tuple[subprocess.Popen[bytes], int, Any]:
-    port = free_port()
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the caller
+def _server_env(database_url: str, direct_url: str, cache: int) -> dict[str, str]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -94,29 +90,11 @@ def _serve(database_url: str, direct_url: str, cache: int) -> tuple[subprocess.P
         "MLC_DB_POOL_MAX": "10",
         "MLC_ENV": "development",
         "MLC_REQUEST_LOG": "off",
+        # Limits above the load: on a quiet machine the hourly quotas of the demo's tier run out in seconds.
+        "MLC_TIER_OVERRIDES": BENCH_TIER_OVERRIDES,
     }
     env.pop("REDIS_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlc_graph.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    return process, port, log
-
-
-async def _ready(port: int) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError("server not ready")
+    return env
 
 
 async def _load(
@@ -173,15 +151,21 @@ async def pgbouncer_figures(seconds: float, concurrency: int) -> None:
         "| PostgreSQL CPU ms/req | PG connections |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    logs = tempfile.TemporaryDirectory()
+    procs = Processes(Path(logs.name))
     try:
-        for label, url, cache in (
-            ("direct, statement cache 100", direct, 100),
-            ("direct, statement cache 0", direct, 0),
-            ("PgBouncer (transaction), cache 0", bouncer.url_for(name), 0),
+        for n, (label, url, cache) in enumerate(
+            (
+                ("direct, statement cache 100", direct, 100),
+                ("direct, statement cache 0", direct, 0),
+                ("PgBouncer (transaction), cache 0", bouncer.url_for(name), 0),
+            )
         ):
-            process, http_port, log = _serve(url, direct, cache)
+            http_port, proc_name = free_port(), f"server-{n}"
+            env = _server_env(url, direct, cache)
+            process = procs.start(proc_name, [*graphql_argv(http_port, 1), "--host", "127.0.0.1"], env)
             try:
-                await _ready(http_port)
+                await wait_ready(f"http://127.0.0.1:{http_port}/readyz", process, procs, proc_name)
                 await _load(http_port, tokens, 1.0, concurrency)  # warm-up: caches, pools, plans
                 server0 = tree_cpu_seconds(process.pid)
                 bouncer0 = _bouncer_cpu(bouncer)
@@ -198,10 +182,10 @@ async def pgbouncer_figures(seconds: float, concurrency: int) -> None:
                     f"{1000 * bouncer_cpu / done:.2f} | {1000 * pg / done:.2f} | {connections} |"
                 )
             finally:
-                process.terminate()
-                process.wait(timeout=20)
-                log.close()
+                procs.stop(proc_name)
     finally:
+        procs.stop_all()
+        logs.cleanup()
         bouncer.remove()
         await _drop(name)
 
@@ -254,7 +238,9 @@ async def redis_figures(users: int, lines: int) -> None:
             game, org, teacher = n % 40 + 1, student % 20 + 1, student % 100 + 1
             best = 500 + n % 400
             await realtime.boards.score_committed(
-                ScoreCommitted(n, game, student, org, teacher, best, "challenge", best, now)
+                ScoreCommitted(
+                    n, game, student, org, teacher, best, "challenge", best, now, f"First{n}", f"Last{n:04d}"
+                )
             )
         with_lines = _used_memory(primaries)
         await realtime.close()
