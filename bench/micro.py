@@ -1,4 +1,4 @@
-"""`python -m bench.micro`: the two micro-benchmarks docs/PERFORMANCE.md quotes, on this machine.
+"""`python -m bench.micro`: the micro-benchmarks docs/PERFORMANCE.md and docs/COST.md quote, on this machine.
 
 - The admission script (guards/quotas.py `_ADMIT`) called through redis-py's registered script and
   through the pipelined channel (platform/redis_wire.py): client CPU (this process's process time, not
@@ -6,6 +6,10 @@
   unique prefix, deleted after).
 - Building an eight-field row as a frozen slotted dataclass and as the slotted one with a value hash the
   hot rows use (loaders/base.py ROWS), in microseconds per row.
+- `actualQueryCost` of a full teacher dashboard (W1 at its requested sizes: 50 students, 10 assignments
+  each), interpreted (guards/cost/report.py `actual_cost`) and compiled (guards/cost/walker.py).
+- The rows of a 50-game statement (one category, five levels): `loaders.games._games`, which builds each
+  category and level once, against building them once per game as it did before.
 """
 
 from __future__ import annotations
@@ -21,10 +25,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import uvloop
+from graphql import parse
 from redis.asyncio import Redis
 
+from bench.workloads import BY_KEY
+from loaders.games import _GAME_FIELDS, CategoryRow, GameRow, LevelRow, _games
+from mlc_graph.guards.cost import CostAnalyzer
+from mlc_graph.guards.cost.plan import Selection
+from mlc_graph.guards.cost.report import actual_cost
+from mlc_graph.guards.cost.walker import compile_walker
 from mlc_graph.guards.quotas import _ADMIT
 from mlc_graph.platform.redis_wire import LuaScript, ScriptChannel
+from resolvers.schema import schema
 
 CALLS = 5000
 
@@ -96,12 +108,62 @@ def rows() -> None:
         print(f"eight-field row, {kind.__name__}: {seconds / 200_000 * 1e6:.2f} us")
 
 
+def _full_answer(selection: Selection) -> dict[str, Any]:
+    """An answer with every field present and every list at the size it was priced at."""
+    answer: dict[str, Any] = {}
+    for key, field in selection.fields.items():
+        if field.selection is None:
+            answer[key] = "x"
+        elif field.size != 1:
+            answer[key] = [_full_answer(field.selection) for _ in range(field.size)]
+        else:
+            answer[key] = _full_answer(field.selection)
+    return answer
+
+
+def cost_walk() -> None:
+    dashboard = BY_KEY["W1"]
+    analysis = CostAnalyzer(schema._schema).analyze(parse(dashboard.document), {"id": "x"})
+    answer = _full_answer(analysis.plan)
+    walk = compile_walker(analysis.plan)
+    assert walk(answer) == actual_cost(analysis.plan, answer) == analysis.requested
+    ways: list[tuple[str, Callable[[], int]]] = [
+        ("interpreted", lambda: actual_cost(analysis.plan, answer)),
+        ("compiled", lambda: walk(answer)),
+    ]
+    for name, fn in ways:
+        us = timeit.timeit(fn, number=500) / 500 * 1e6
+        print(f"actualQueryCost of a full W1 answer (cost {analysis.requested}), {name}: {us:.0f} us")
+
+
+def _games_per_game(records: Sequence[Any]) -> list[GameRow]:
+    """The former `_games`: a category and a level row built for every game, then deduplicated."""
+    games = [GameRow(*r[:_GAME_FIELDS]) for r in records]
+    categories = {r[3]: CategoryRow(r[3], r[11], r[12]) for r in records}
+    levels = {r[4]: LevelRow(r[4], r[13], r[14]) for r in records}
+    _ = list(categories.values()), list(levels.values())  # what `_games` hands its references callback
+    return games
+
+
+def game_rows() -> None:
+    now = datetime.now(UTC)
+    page = [(i, "t", "d", 7, i % 5, 1, 2, "u", "live", now, now, "Cat", "c", "Lvl", 3) for i in range(50)]
+    for name, fn in (
+        ("each category and level once", lambda: _games(page, lambda _c, _l: None)),
+        ("a category and level per game", lambda: _games_per_game(page)),
+    ):
+        seconds = timeit.timeit(fn, number=4000)
+        print(f"rows of a 50-game statement, {name}: {seconds / 4000 * 1e6:.1f} us")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     opts = parser.parse_args(argv)
     uvloop.run(admission(opts.redis_url))  # the server's event loop
     rows()
+    cost_walk()
+    game_rows()
     return 0
 
 
